@@ -1,0 +1,82 @@
+"""Dataclass schemas for the plain (non-``_target_``) config nodes.
+
+Each YAML option of the ``policy``, ``dynamics``, ``sim`` and ``logger`` groups starts from one of these
+schemas (``defaults: [base_<group>, _self_]``), so a misspelt key is an error when the config is composed,
+before any work starts. Swept parameters are typed ``Any`` because they accept a scalar or a list.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+
+
+@dataclass
+class PolicyConfig:
+    """One recommendation policy (spec section 3). Each value may be a list to sweep."""
+
+    name: str = "softmax"
+    beta: Any = 1.0  # sensitivity >= 0; `inf` recommends the argmax
+    k: Any = None  # top-k truncation (null = off)
+    tau: Any = None  # threshold truncation in [-1, 1] (null = off)
+    eps: Any = 0.0  # uniform-traffic mixing weight in [0, 1]
+    rho: Any = 0.0  # diversity-aware objective weight (>= 0)
+    mmr_lambda: Any = None  # MMR re-ranking weight in [0, 1] (null = off; needs k)
+
+
+@dataclass
+class DynamicsConfig:
+    """Update rules (spec section 2). eta_u, eta_c and fixed_dims may be lists to sweep."""
+
+    eta_u: Any = 0.1
+    eta_c: Any = 0.1
+    f: str = "sign"  # user impact function: sign | identity | tanh
+    g: str = "sign"  # creator impact function: sign | identity | tanh
+    tanh_slope: float = 1.0
+    fixed_dims: Any = 0
+
+
+@dataclass
+class SimConfig:
+    """The simulation loop: horizon, replicas, device, who scores, checkpoints."""
+
+    steps: int = 1000
+    seeds: list[int] = field(default_factory=lambda: list(range(8)))
+    log_every: int = 1
+    device: str = "auto"  # auto | cpu | cuda
+    dtype: str = "float32"  # float32 | float64
+    init: str = "embeddings"  # embeddings | truth (synthetic world's true vectors)
+    recommender: str = "oracle"  # oracle | learned
+    retrain_every: Any = 0  # steps between retrains of the learned recommender (0 = never)
+    feedback_noise: float = 0.0  # std of Gaussian noise added to logged feedback
+    window: int = 100  # retrain on the interactions logged in the last `window` steps
+    warm_start_epochs: int = 1
+    n_creators: Any = 2000  # the n most-rated items become creators (all when fewer); null = all
+    n_users: Any = None  # a random sample of m users; null = all
+    chunk_size: int = 8192  # users per chunk when scoring (bounds the m x n memory)
+    checkpoint_every: int = 100  # steps between state checkpoints (0 = never)
+    r_polarized: float = 0.05  # radius of the r-polarization flag
+
+
+@dataclass
+class LoggerConfig:
+    """What the run writes besides metrics.csv, summary.json and table.md."""
+
+    tensorboard: bool = True
+    projector: bool = True  # embedding-projector snapshots at the first and last step
+    figures: bool = True
+    progress: bool = True
+
+
+def register_configs() -> None:
+    """Register the schemas with Hydra's ConfigStore (idempotent)."""
+    cs = ConfigStore.instance()
+    cs.store(group="policy", name="base_policy", node=PolicyConfig)
+    cs.store(group="dynamics", name="base_dynamics", node=DynamicsConfig)
+    cs.store(group="sim", name="base_sim", node=SimConfig)
+    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+
+
+register_configs()
