@@ -1,0 +1,34 @@
+"""Entry point: ``python -m rectest.train [group=option ...] [+experiment=NAME] [key=value ...]``.
+
+A thin Hydra wrapper around :func:`rectest.pipeline.run`. User errors (bad files, bad values) end with one
+line on stderr and exit status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import hydra
+from omegaconf import DictConfig
+
+from rectest import config as _config  # noqa: F401  (registers the config schemas)
+from rectest.errors import RectestError
+
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
+@hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
+def main(cfg: DictConfig) -> None:
+    """Run the pipeline for one composed config."""
+    from rectest.pipeline import run
+
+    try:
+        run(cfg)
+    except RectestError as err:
+        print(f"rectest: error: {err}", file=sys.stderr)
+        sys.exit(err.exit_code)
+
+
+if __name__ == "__main__":
+    main()

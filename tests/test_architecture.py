@@ -1,0 +1,47 @@
+"""The dependency direction of design.md section 1, enforced by parsing imports."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parent.parent / "rectest"
+
+
+def _imports(path: Path) -> set[str]:
+    tree = ast.parse(path.read_text())
+    names: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names
+
+
+def test_sim_depends_on_torch_and_stdlib_only():
+    files = list((PKG / "sim").glob("*.py"))
+    assert files, "rectest/sim has no modules"
+    forbidden = ("numpy", "pandas", "lightning", "pytorch_lightning", "hydra", "omegaconf", "matplotlib")
+    for path in files:
+        for name in _imports(path):
+            top = name.split(".")[0]
+            assert top not in forbidden, f"{path.name} imports {name}"
+            if top == "rectest":
+                assert name.startswith("rectest.sim"), f"{path.name} imports {name} from outside rectest.sim"
+
+
+def test_models_use_data_types_and_the_sim_scoring_only():
+    for path in (PKG / "models").glob("*.py"):
+        for name in _imports(path):
+            if name.startswith("rectest."):
+                allowed = name.startswith(("rectest.models", "rectest.data", "rectest.sim.scoring", "rectest.errors"))
+                assert allowed, f"{path.name} imports {name}"
+
+
+def test_only_pipeline_and_entry_points_read_hydra_config():
+    for path in PKG.rglob("*.py"):
+        rel = path.relative_to(PKG).as_posix()
+        if rel.startswith(("sim/", "models/", "report/")):
+            for name in _imports(path):
+                assert not name.startswith("hydra"), f"{rel} imports {name}"
