@@ -1,0 +1,57 @@
+"""A short aligned text table printed at the end of a run."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rectest.report.values import PAPER_MEASURES, format_mean_stderr, format_number, format_value
+
+DIGITS = 3
+
+
+def _polarized_cell(group: Mapping[str, Any]) -> str:
+    pol = group.get("polarized")
+    if not pol:
+        return "-"
+    cell = f"{pol['n_polarized']}/{group['n_seeds']}"
+    first = (pol.get("first_step") or {}).get("mean")
+    return cell if first is None else f"{cell} @{format_number(first, 0)}"
+
+
+def console_summary(summary: Mapping[str, Any], sweep_keys: Sequence[str]) -> str:
+    """An aligned plain-text table: one line per swept setting.
+
+    Columns: the swept values, the number of seeds, final CD/RD/RR/TP as ``mean ± stderr``, and
+    ``polarized`` as ``n/seeds @mean first step``.
+
+    Args:
+        summary: the dict of :func:`rectest.report.summary.summarize`.
+        sweep_keys: the swept columns to show (usually ``summary["sweep_keys"]``).
+
+    Returns:
+        The table text, lines joined by newlines, ending without a newline.
+    """
+    header = [*sweep_keys, "seeds", *PAPER_MEASURES, "polarized"]
+    rows = [
+        [
+            *(format_value(group["params"].get(k)) for k in sweep_keys),
+            str(group["n_seeds"]),
+            *(format_mean_stderr(group["final"].get(m), DIGITS) for m in PAPER_MEASURES),
+            _polarized_cell(group),
+        ]
+        for group in summary["groups"]
+    ]
+    widths = [max(len(r[i]) for r in (header, *rows)) for i in range(len(header))]
+    n_keys = len(sweep_keys)
+
+    def line(cells: Sequence[str]) -> str:
+        parts = [
+            c.ljust(w) if i < n_keys else c.rjust(w)
+            for i, (c, w) in enumerate(zip(cells, widths, strict=True))
+        ]
+        return "  ".join(parts).rstrip()
+
+    last = format_value(summary.get("steps", {}).get("last"))
+    title = f"final measures at step {last} (mean ± stderr over seeds)"
+    return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])

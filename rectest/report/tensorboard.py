@@ -1,0 +1,227 @@
+"""TensorBoard helpers over :class:`torch.utils.tensorboard.SummaryWriter`.
+
+Layout chosen for simulation scalars: **one run (sub-folder) per swept setting, one tag per measure**.
+``tb/k=1/``, ``tb/k=10/``, ... (``tb/policy.k=1,policy.beta=inf/`` for several keys; ``tb/all/`` without a
+sweep), each holding the tags ``sim/CD``, ``sim/RD``, ``sim/RR``, ``sim/TP``, ``sim/UD``,
+``sim/clusters``, ``sim/polarized``: the mean across seeds at each logged step. TensorBoard then overlays
+the settings in one chart per measure, like the paper's figures. Per-run hyper-parameters go to the
+HParams plugin with :func:`log_hparams`, final metrics under ``final/<measure>``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from matplotlib.figure import Figure
+from torch.utils.tensorboard import SummaryWriter
+from torch.utils.tensorboard.summary import hparams as hparams_summary
+
+from rectest.report.groups import setting_groups, step_stats
+from rectest.report.values import MEASURES, format_value, normalize_value
+
+TB_DIR = "tb"
+SIM_PREFIX = "sim/"
+FINAL_PREFIX = "final/"
+SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
+"""``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
+NO_SWEEP_RUN = "all"
+MAX_PROJECTOR_USERS = 2000
+USER_LABEL = "user"
+CREATOR_LABEL = "creator"
+
+
+def sim_tag(measure: str) -> str:
+    """``"sim/<measure>"``."""
+    return SIM_PREFIX + measure
+
+
+def run_name(params: Mapping[str, Any]) -> str:
+    """The sub-folder of one setting: ``k=1``, ``policy.k=1,policy.beta=inf``, or ``all`` without a sweep."""
+    if not params:
+        return NO_SWEEP_RUN
+    name = ",".join(f"{k}={format_value(v)}" for k, v in params.items())
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "_", name)
+
+
+class SimScalarLogger:
+    """Writes ``sim/<measure>`` scalars, one TensorBoard run per swept setting.
+
+    Args:
+        tb_dir: the run folder's ``tb/``.
+        sweep_keys: the swept columns of the frames passed to :meth:`log`.
+
+    Call :meth:`log` with all replicas of the logged steps at once (the mean is taken across the rows of
+    a setting at each step), then :meth:`close`.
+    """
+
+    def __init__(self, tb_dir: Path, sweep_keys: Sequence[str]) -> None:
+        self.tb_dir = Path(tb_dir)
+        self.sweep_keys = list(sweep_keys)
+        self._writers: dict[str, SummaryWriter] = {}
+
+    def writer(self, params: Mapping[str, Any]) -> SummaryWriter:
+        """The writer of one setting's run (created on first use)."""
+        name = run_name(params)
+        if name not in self._writers:
+            self._writers[name] = SummaryWriter(log_dir=str(self.tb_dir / name))
+        return self._writers[name]
+
+    def log(self, frame: pd.DataFrame) -> int:
+        """Write the mean across seeds of every measure present, per setting and step.
+
+        Args:
+            frame: long-format rows (one or more steps, all replicas of each step).
+
+        Returns:
+            The number of scalars written.
+        """
+        measures = [m for m in MEASURES if m in frame.columns]
+        count = 0
+        for params, rows in setting_groups(frame, self.sweep_keys):
+            writer = self.writer(params)
+            for measure in measures:
+                stats = step_stats(rows, measure)
+                for step, mean in zip(stats.index, stats["mean"], strict=True):
+                    writer.add_scalar(sim_tag(measure), float(mean), global_step=int(step))
+                    count += 1
+            writer.flush()
+        return count
+
+    def close(self) -> None:
+        for writer in self._writers.values():
+            writer.close()
+        self._writers.clear()
+
+    def __enter__(self) -> SimScalarLogger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def log_frame(frame: pd.DataFrame, sweep_keys: Sequence[str], tb_dir: Path) -> list[Path]:
+    """Write a whole metrics frame as ``sim/`` scalars; return the run folders written."""
+    with SimScalarLogger(tb_dir, sweep_keys) as logger:
+        logger.log(frame)
+        return sorted(Path(w.log_dir) for w in logger._writers.values())
+
+
+def _hparam_value(value: Any) -> bool | int | float | str:
+    value = normalize_value(value)
+    if isinstance(value, bool | int | float | str):
+        return value
+    return str(value)  # None, lists, ... are shown as text
+
+
+def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"policy": {"k": 1}}`` -> ``{"policy.k": 1}``."""
+    flat: dict[str, Any] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten(value, name + "."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def log_hparams(
+    writer: SummaryWriter, hparams: Mapping[str, Any], final_metrics: Mapping[str, float]
+) -> None:
+    """Record hyper-parameters and final metrics for TensorBoard's HParams plugin, in ``writer``'s run.
+
+    Args:
+        writer: the run's writer (the summary goes into its own folder, not a time-stamped sub-run).
+        hparams: possibly nested; flattened with dots; None, lists and other objects are logged as text.
+        final_metrics: ``{measure: value}``; each is also written as the scalar ``final/<measure>`` (step 0).
+    """
+    flat = {k: _hparam_value(v) for k, v in flatten(hparams).items()}
+    metrics = {FINAL_PREFIX + k: float(v) for k, v in final_metrics.items() if normalize_value(v) is not None}
+    exp, ssi, sei = hparams_summary(flat, metrics)
+    file_writer = writer._get_file_writer()
+    for summary in (exp, ssi, sei):
+        file_writer.add_summary(summary)
+    for tag, value in metrics.items():
+        writer.add_scalar(tag, value, global_step=0)
+    writer.flush()
+
+
+def log_projector(
+    writer: SummaryWriter,
+    users: torch.Tensor,
+    creators: torch.Tensor,
+    step: int,
+    tag: str,
+    max_users: int = MAX_PROJECTOR_USERS,
+) -> int:
+    """An embedding-projector snapshot of users and creators together, labelled by kind.
+
+    Args:
+        writer: the run's writer.
+        users: (m, d) user vectors; an evenly spaced subsample of at most ``max_users`` rows is kept
+            (deterministic, so snapshots at different steps show the same users).
+        creators: (n, d) creator vectors (all kept).
+        step: the simulation step (the projector's checkpoint name).
+        tag: the embedding's name (e.g. ``"state/k=1"``).
+        max_users: cap on the users kept.
+
+    Returns:
+        The number of points written (kept users + n).
+    """
+    users = users.detach().float().cpu()  # (m, d)
+    creators = creators.detach().float().cpu()  # (n, d)
+    keep = torch.linspace(0, users.shape[0] - 1, steps=min(max_users, users.shape[0])).round().long()
+    keep = torch.unique(keep)  # (m',) sorted user indices
+    points = torch.cat([users[keep], creators])  # (m' + n, d)
+    metadata = [[USER_LABEL, str(int(j))] for j in keep] + [
+        [CREATOR_LABEL, str(i)] for i in range(creators.shape[0])
+    ]
+    writer.add_embedding(
+        points, metadata=metadata, global_step=step, tag=tag, metadata_header=["kind", "index"]
+    )
+    writer.flush()
+    return points.shape[0]
+
+
+def log_figure(writer: SummaryWriter, tag: str, figure: Figure | Path | str, step: int = 0) -> None:
+    """Log a matplotlib figure or a saved PNG as an image.
+
+    Args:
+        writer: the run's writer.
+        tag: the image tag (e.g. ``"figures/measures"``).
+        figure: a :class:`~matplotlib.figure.Figure` or the path of an image file.
+        step: the global step.
+    """
+    if isinstance(figure, Figure):
+        writer.add_figure(tag, figure, global_step=step, close=False)
+    else:
+        from matplotlib.image import imread
+
+        image = np.asarray(imread(str(figure)))  # (H, W, C) floats in [0, 1] for PNG
+        if image.dtype != np.uint8:
+            image = (np.clip(image, 0.0, 1.0) * 255).round().astype(np.uint8)
+        if image.ndim == 2:
+            image = image[:, :, None]
+        writer.add_image(tag, image, global_step=step, dataformats="HWC")
+    writer.flush()
+
+
+__all__ = [
+    "FINAL_PREFIX",
+    "SIM_PREFIX",
+    "SIM_TAGS",
+    "TB_DIR",
+    "SimScalarLogger",
+    "log_figure",
+    "log_frame",
+    "log_hparams",
+    "log_projector",
+    "run_name",
+    "sim_tag",
+]
