@@ -15,6 +15,7 @@ import shutil
 import stat
 import tempfile
 import zipfile
+import zlib
 from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
@@ -58,7 +59,7 @@ def verify_archive(path: Path, release: Release) -> None:
     try:
         with zipfile.ZipFile(path) as zf:
             bad = zf.testzip()
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
         raise DataError(f"{path}: not a readable zip archive ({err})") from None
     if bad is not None:
         raise DataError(f"{path}: member {bad!r} fails its CRC check (corrupt archive)")
@@ -85,7 +86,7 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
     """
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError, EOFError) as err:
+    except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
         raise DataError(f"{archive}: not a readable zip archive ({err})") from None
     target.mkdir(parents=True, exist_ok=True)
     with zf, tempfile.TemporaryDirectory(dir=target, prefix=".extract-") as tmp:
@@ -93,7 +94,7 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
             _check_member(info, archive)
         try:
             zf.extractall(tmp)
-        except (zipfile.BadZipFile, OSError, EOFError) as err:
+        except (zipfile.BadZipFile, zlib.error, OSError, EOFError) as err:
             raise DataError(f"{archive}: extraction failed ({err})") from None
         created = []
         for entry in sorted(Path(tmp).iterdir()):

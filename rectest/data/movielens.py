@@ -187,8 +187,9 @@ def load_movielens(
         DataError: unknown release, missing files, malformed or corrupt data.
     """
     files = find_release(release, root, download)
+    titles = _titles(files)  # first: a bad movies file fails before any cache is written
     table = _ratings(files, files.release.ratings_file, cache, cache_dir)
-    return from_table(table, release, _titles(files))
+    return from_table(table, release, titles)
 
 
 def _fold_part(
@@ -231,9 +232,8 @@ def load_ml100k_fold(
     if not 0.0 <= val_fraction < 1.0:
         raise ConfigError(f"val_fraction={val_fraction} must be in [0, 1)")
     files = find_release("ml-100k", root)
-    full = from_table(
-        _ratings(files, files.release.ratings_file, cache, cache_dir), "ml-100k", _titles(files)
-    )
+    titles = _titles(files)
+    full = from_table(_ratings(files, files.release.ratings_file, cache, cache_dir), "ml-100k", titles)
     base = _fold_part(files, f"{fold}.base", full, cache, cache_dir)
     test = _fold_part(files, f"{fold}.test", full, cache, cache_dir)
     order = np.random.default_rng(seed).permutation(len(base))  # (N_base,) random order

@@ -43,7 +43,7 @@ def _read(source: Source, name: str, delimiter: str, names: list[str] | None, ty
     """Read a delimited ratings file with fixed column types; ``names=None`` reads the header row."""
     read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
     parse = pcsv.ParseOptions(delimiter=delimiter)
-    convert = pcsv.ConvertOptions(column_types=types, strings_can_be_null=False)
+    convert = pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False)
     try:
         return pcsv.read_csv(
             _as_input(source), read_options=read, parse_options=parse, convert_options=convert
