@@ -1,0 +1,140 @@
+"""Impact functions and the synchronous user / creator updates (spec section 2)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
+from rectest.sim.scoring import normalize
+
+Impact = str | Callable[[Tensor], Tensor]
+IMPACT_NAMES = ("sign", "identity", "tanh")
+
+
+def impact_function(name_or_fn: Impact, tanh_slope: float = 1.0) -> Callable[[Tensor], Tensor]:
+    """Resolve an impact function: ``sign``, ``identity``, ``tanh`` (``tanh(slope x)``) or a callable.
+
+    A callable must map a tensor of scores to a tensor of the same shape whose sign agrees with its
+    argument (not checked).
+
+    Raises:
+        ValueError: an unknown name.
+    """
+    if callable(name_or_fn):
+        return name_or_fn
+    if name_or_fn == "sign":
+        return torch.sign
+    if name_or_fn == "identity":
+        return lambda x: x
+    if name_or_fn == "tanh":
+        return lambda x: torch.tanh(tanh_slope * x)
+    raise ValueError(f"impact function {name_or_fn!r}: expected one of {IMPACT_NAMES} or a callable")
+
+
+@dataclass
+class Dynamics:
+    """Update rules; ``eta_u``, ``eta_c`` and ``fixed_dims`` are scalars or per-replica sequences.
+
+    The engine accepts rates in ``[0, 1]``: ``eta = 0`` freezes that side (used by the "static" test);
+    a user-facing CLI may refuse 0 since the paper's rates are positive.
+
+    Attributes:
+        eta_u: user update rate.
+        eta_c: creator update rate.
+        f: user impact function (name or callable).
+        g: creator impact function (name or callable).
+        fixed_dims: *(reconstruction)* the first ``fixed_dims`` coordinates of every user are frozen;
+            only the other coordinates take the update, and the free part is rescaled so the norm is 1
+            (a user whose frozen part alone has norm >= 1 is left unchanged). Must be ``< d``.
+        tanh_slope: slope of the ``tanh`` impact function.
+    """
+
+    eta_u: PerReplica = 0.1
+    eta_c: PerReplica = 0.1
+    f: Impact = "sign"
+    g: Impact = "sign"
+    fixed_dims: PerReplica = 0
+    tanh_slope: float = 1.0
+
+    def __post_init__(self) -> None:
+        for name in ("eta_u", "eta_c"):
+            values = as_list(getattr(self, name), name)
+            if values is None:
+                raise ValueError(f"{name}=None: expected a rate in [0, 1]")
+            check_range(values, name, 0.0, 1.0)
+        for x in as_list(self.fixed_dims, "fixed_dims") or [0.0]:
+            if x != int(x) or x < 0:
+                raise ValueError(f"fixed_dims={x}: expected an integer >= 0")
+        if not math.isfinite(self.tanh_slope) or self.tanh_slope <= 0:
+            raise ValueError(f"tanh_slope={self.tanh_slope}: expected a positive number")
+        impact_function(self.f, self.tanh_slope)
+        impact_function(self.g, self.tanh_slope)
+
+    def bind(self, replicas: int, d: int, device: torch.device, dtype: torch.dtype) -> BoundDynamics:
+        """Resolve the parameters for ``replicas`` replicas in dimension ``d``.
+
+        Raises:
+            ValueError: a per-replica list of the wrong length, or ``fixed_dims >= d``.
+        """
+        return BoundDynamics(self, replicas, d, device, dtype)
+
+
+class BoundDynamics:
+    """Dynamics with per-replica parameters as tensors; applies one synchronous update."""
+
+    def __init__(self, dyn: Dynamics, replicas: int, d: int, device: torch.device, dtype: torch.dtype):
+        self.eta_u = column(per_replica(as_list(dyn.eta_u, "eta_u"), replicas, "eta_u"), device, dtype)
+        self.eta_c = column(per_replica(as_list(dyn.eta_c, "eta_c"), replicas, "eta_c"), device, dtype)
+        fixed = [int(x) for x in per_replica(as_list(dyn.fixed_dims, "fixed_dims"), replicas, "fixed_dims")]
+        if max(fixed) >= d:
+            raise ValueError(f"fixed_dims={max(fixed)}: expected fewer fixed dimensions than d = {d}")
+        self.free = None
+        if max(fixed) > 0:
+            dims = torch.arange(d, device=device).view(1, 1, d)
+            self.free = (dims >= torch.tensor(fixed, device=device).view(-1, 1, 1)).to(dtype)  # (R, 1, d)
+        self.f = impact_function(dyn.f, dyn.tanh_slope)
+        self.g = impact_function(dyn.g, dyn.tanh_slope)
+
+    def update(self, users: Tensor, creators: Tensor, chosen: Tensor) -> tuple[Tensor, Tensor]:
+        """One synchronous update from the time-t vectors.
+
+        Args:
+            users: ``(R, m, d)`` unit user vectors at time t.
+            creators: ``(R, n, d)`` unit creator vectors at time t.
+            chosen: ``(R, m)`` int64 index of the creator shown to each user.
+
+        Returns:
+            New ``(R, m, d)`` users and ``(R, n, d)`` creators, on the sphere; a creator shown to nobody is
+            returned unchanged (bit for bit).
+        """
+        R, m, d = users.shape
+        n = creators.shape[1]
+        shown = creators.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # (R, m, d) v_{i_j}
+        s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
+        new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
+        flat = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
+        pull = torch.zeros(R * n, d, dtype=users.dtype, device=users.device)
+        pull.index_add_(0, flat, (self.g(s) * users).reshape(-1, d))  # sum_{j in S_i} g(s_ij) u_j
+        count = torch.zeros(R * n, dtype=users.dtype, device=users.device)
+        count.index_add_(0, flat, torch.ones_like(flat, dtype=users.dtype))  # |S_i|
+        pull, count = pull.view(R, n, d), count.view(R, n, 1)
+        moved = normalize(creators + self.eta_c * pull / count.clamp_min(1))  # (R, n, d)
+        new_creators = torch.where(count > 0, moved, creators)
+        return new_users, new_creators
+
+    def _move_users(self, users: Tensor, step: Tensor) -> Tensor:
+        """``P(u + step)``, keeping the fixed dimensions (if any) frozen."""
+        if self.free is None:
+            return normalize(users + step)
+        frozen = users * (1 - self.free)  # (R, m, d)
+        free = (users + step) * self.free  # (R, m, d)
+        frozen_sq = (frozen * frozen).sum(-1, keepdim=True)  # (R, m, 1)
+        free_norm = free.norm(dim=-1, keepdim=True)  # (R, m, 1)
+        ok = (frozen_sq < 1) & (free_norm > 0)
+        scale = (1 - frozen_sq).clamp_min(0).sqrt() / free_norm.clamp_min(1e-30)
+        return torch.where(ok, frozen + free * scale, users)

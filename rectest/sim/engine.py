@@ -1,0 +1,280 @@
+"""The simulation loop: one synchronous step is a short story (recommend, measure, update users,
+update creators), batched over replicas and chunked over users."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from rectest.sim import measures as M
+from rectest.sim.dynamics import Dynamics
+from rectest.sim.errors import SimulationError
+from rectest.sim.policies import Policy
+from rectest.sim.sampling import sample_inverse_cdf
+from rectest.sim.scoring import normalize
+from rectest.sim.state import State
+
+UD_MAX_USERS = 4096
+
+
+class Simulation:
+    """A batch of ``R = len(seeds)`` independent replicas of the dual-influence dynamics.
+
+    Replica ``r`` draws its randomness from its own ``torch.Generator`` seeded with ``seeds[r]`` (one
+    uniform per user per step, then inverse-CDF sampling), so its trajectory depends only on its seed,
+    its parameters and its initial state: not on the other replicas nor on ``chunk_size``.
+
+    Args:
+        state: initial vectors with ``R`` replicas, or one replica that is copied to all ``R``.
+        policy: recommendation policy (scalars or per-replica lists of length ``R``).
+        dynamics: update rules (scalars or per-replica lists of length ``R``).
+        seeds: one integer seed per replica.
+        log_every: measures are recorded when ``t % log_every == 0`` and at the last step of :meth:`run`.
+        chunk_size: at most ``chunk_size`` (replica, user) rows are scored at once, so no temporary holds
+            more than ``chunk_size * n`` scores (and pairwise measures at most ``chunk_size * n`` pairs).
+        r_polarized: radius of the r-polarization flag.
+        ud_max_users: UD is computed over an evenly strided subset of at most this many users (exact when
+            ``m <= ud_max_users``), since all user pairs would cost ``m^2 d`` per logged step.
+
+    Raises:
+        ValueError: bad parameter values or inconsistent replica counts (the message names the value).
+    """
+
+    def __init__(
+        self,
+        state: State,
+        policy: Policy,
+        dynamics: Dynamics,
+        seeds: Sequence[int],
+        log_every: int = 1,
+        chunk_size: int = 8192,
+        r_polarized: float = 0.05,
+        ud_max_users: int = UD_MAX_USERS,
+    ):
+        seeds = [int(s) for s in seeds]
+        if not seeds:
+            raise ValueError("seeds=[]: expected at least one seed")
+        if log_every < 1 or chunk_size < 1 or ud_max_users < 2:
+            raise ValueError(
+                f"log_every={log_every}, chunk_size={chunk_size}, ud_max_users={ud_max_users}: "
+                "expected log_every >= 1, chunk_size >= 1, ud_max_users >= 2"
+            )
+        if not 0 <= r_polarized <= 2:
+            raise ValueError(f"r_polarized={r_polarized}: expected a radius in [0, 2]")
+        R = len(seeds)
+        if state.replicas not in (1, R):
+            raise ValueError(f"the state has {state.replicas} replicas but seeds has {R} entries")
+        self.users = state.users.expand(R, -1, -1).clone()  # (R, m, d)
+        self.creators = state.creators.expand(R, -1, -1).clone()  # (R, n, d)
+        device, dtype = self.users.device, self.users.dtype
+        self.policy = policy.bind(R, state.n, device, dtype)
+        self.dynamics = dynamics.bind(R, state.d, device, dtype)
+        self.seeds = seeds
+        self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
+        self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
+        self.ud_stride = math.ceil(state.m / ud_max_users)
+        self.t = 0
+        self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
+        self._records: list[dict[str, Tensor]] = []
+        self._force_log = False
+
+    @property
+    def state(self) -> State:
+        """The current vectors (a copy)."""
+        return State(self.users.clone(), self.creators.clone())
+
+    @property
+    def replicas(self) -> int:
+        """R."""
+        return self.users.shape[0]
+
+    # -- the step -----------------------------------------------------------------------------------------
+    def step(self, score_users: Tensor | None = None, score_creators: Tensor | None = None) -> Tensor:
+        """One synchronous step from time ``t`` to ``t + 1``.
+
+        Args:
+            score_users: optional ``(R, m, d')`` (or ``(m, d')``) vectors whose cosines with
+                ``score_creators`` the policy uses instead of the true scores (a learned recommender);
+                updates and RR always use the true scores.
+            score_creators: optional ``(R, n, d')`` (or ``(n, d')``), given together with ``score_users``.
+
+        Returns:
+            ``(R, m)`` int64 index of the creator recommended to each user.
+
+        Raises:
+            SimulationError: non-finite weights or vectors; the message names the step and the replicas.
+        """
+        logged = self._force_log or self.t % self.log_every == 0
+        view = self._policy_view(score_users, score_creators)
+        chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
+        if logged:
+            self._record(rd, rr)  # 2. measure (time-t state, time-t probabilities)
+        self._mark_polarized()
+        users, creators = self.dynamics.update(self.users, self.creators, chosen)  # 3. + 4. update
+        self._guard(torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2)), "vectors")
+        self.users, self.creators = users, creators
+        self.t += 1
+        return chosen
+
+    def run(self, steps: int, callback: Callable[[Simulation], Any] | None = None) -> dict[str, Tensor]:
+        """Run ``steps`` steps (measures recorded on logged steps and the last one).
+
+        Args:
+            steps: number of steps, ``>= 0``.
+            callback: called as ``callback(sim)`` after each step.
+
+        Returns:
+            :attr:`history`.
+        """
+        if steps < 0:
+            raise ValueError(f"steps={steps}: expected >= 0")
+        for i in range(steps):
+            self._force_log = i == steps - 1
+            try:
+                self.step()
+            finally:
+                self._force_log = False
+            if callback is not None:
+                callback(self)
+        return self.history
+
+    def _policy_view(
+        self, score_users: Tensor | None, score_creators: Tensor | None
+    ) -> tuple[Tensor, Tensor]:
+        """The (users, creators) whose cosines the policy sees: the truth or a recommender's embeddings."""
+        if (score_users is None) != (score_creators is None):
+            raise ValueError("score_users and score_creators must be given together")
+        if score_users is None:
+            return self.users, self.creators
+        R = self.replicas
+        su = score_users.unsqueeze(0) if score_users.dim() == 2 else score_users
+        sc = score_creators.unsqueeze(0) if score_creators.dim() == 2 else score_creators
+        su = normalize(su.to(self.users)).expand(R, -1, -1)
+        sc = normalize(sc.to(self.users)).expand(R, -1, -1)
+        if su.shape[1] != self.users.shape[1] or sc.shape[1] != self.creators.shape[1]:
+            raise ValueError(
+                f"score_users {tuple(score_users.shape)} / score_creators {tuple(score_creators.shape)}: "
+                f"expected {self.users.shape[1]} users and {self.creators.shape[1]} creators"
+            )
+        return su, sc
+
+    def _recommend(self, view: tuple[Tensor, Tensor], logged: bool) -> tuple[Tensor, Tensor, Tensor]:
+        """Sample one creator per user, chunk by chunk; on logged steps also sum RD's and RR's terms."""
+        R, m, _ = self.users.shape
+        pol_users, pol_creators = view
+        oracle = pol_users is self.users
+        uniforms = torch.stack(
+            [
+                torch.rand(m, generator=g, device=self.users.device, dtype=self.users.dtype)
+                for g in self.generators
+            ]
+        )  # (R, m): replica r's draws come from its own generator only
+        chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
+        rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
+        rr = torch.zeros_like(rd)
+        creators_t = self.creators.transpose(1, 2)  # (R, d, n)
+        for a, b in M._row_chunks(m, R, self.chunk_size):
+            scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
+            seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
+            w, total = self.policy.weights(seen, pol_creators)  # (R, c, n), (R, c, 1)
+            self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
+            chosen[:, a:b] = sample_inverse_cdf(w, uniforms[:, a:b])
+            if logged:
+                rd_c, rr_c = M.recommendation_sums(w / total, scores, self.creators)
+                rd += rd_c
+                rr += rr_c
+        return chosen, rd / m, rr / m
+
+    def _record(self, rd: Tensor, rr: Tensor) -> None:
+        """Append the measures of the time-t state to the history."""
+        cd, tp = M.pairwise_diversity_and_polarization(self.creators, self.chunk_size)
+        ud = M.user_diversity(self.users[:, :: self.ud_stride], self.chunk_size)
+        clusters = M.count_clusters(self.creators, chunk=self.chunk_size)
+        polarized = M.is_polarized(self.users, self.creators, self.r_polarized)
+        values = {
+            M.CD: cd,
+            M.RD: rd,
+            M.RR: rr,
+            M.TP: tp,
+            M.UD: ud,
+            M.CLUSTERS: clusters,
+            M.POLARIZED: polarized,
+        }
+        record = {name: values[name].detach().to("cpu", torch.float64) for name in M.MEASURES}
+        record["step"] = torch.tensor(self.t)
+        self._records.append(record)
+
+    def _mark_polarized(self) -> None:
+        """Set ``first_polarized_step`` for replicas that are r-polarized at time t for the first time."""
+        polarized = M.is_polarized(self.users, self.creators, self.r_polarized).cpu()
+        new = polarized & (self.first_polarized_step < 0)
+        self.first_polarized_step[new] = self.t
+
+    def _guard(self, finite: Tensor, what: str) -> None:
+        """Raise SimulationError naming the step and the replicas whose ``finite`` flag is False."""
+        if bool(finite.all()):
+            return
+        bad = (~finite).nonzero().flatten().tolist()
+        seeds = [self.seeds[r] for r in bad]
+        raise SimulationError(f"non-finite {what} at step {self.t} in replica(s) {bad} (seeds {seeds})")
+
+    # -- results and checkpoints ----------------------------------------------------------------------------
+    @property
+    def history(self) -> dict[str, Tensor]:
+        """``"step"``: ``(L,)`` int64 logged steps; each name in ``MEASURES``: ``(L, R)`` float64."""
+        R = self.replicas
+        if not self._records:
+            out = {name: torch.zeros(0, R, dtype=torch.float64) for name in M.MEASURES}
+            out["step"] = torch.zeros(0, dtype=torch.long)
+            return out
+        out = {name: torch.stack([rec[name] for rec in self._records]) for name in M.MEASURES}
+        out["step"] = torch.stack([rec["step"] for rec in self._records])
+        return out
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume bit-identically: vectors, generator states, t, history.
+
+        Holds only tensors, ints, lists and dicts (``torch.load(..., weights_only=True)`` reads it).
+        """
+        return {
+            "users": self.users.detach().cpu().clone(),
+            "creators": self.creators.detach().cpu().clone(),
+            "t": self.t,
+            "seeds": list(self.seeds),
+            "generators": [g.get_state() for g in self.generators],
+            "first_polarized_step": self.first_polarized_step.clone(),
+            "history": self.history,
+        }
+
+    def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Restore a :meth:`state_dict` taken from a simulation of the same shape and seeds.
+
+        Raises:
+            ValueError: shapes or seeds differ from this simulation's.
+        """
+        if tuple(sd["users"].shape) != tuple(self.users.shape) or tuple(sd["creators"].shape) != tuple(
+            self.creators.shape
+        ):
+            raise ValueError(
+                f"checkpoint holds users {tuple(sd['users'].shape)} and creators {tuple(sd['creators'].shape)}; "
+                f"this simulation has {tuple(self.users.shape)} and {tuple(self.creators.shape)}"
+            )
+        if list(sd["seeds"]) != self.seeds:
+            raise ValueError(
+                f"checkpoint seeds {list(sd['seeds'])} differ from this simulation's {self.seeds}"
+            )
+        self.users = sd["users"].to(self.users)
+        self.creators = sd["creators"].to(self.creators)
+        self.t = int(sd["t"])
+        for g, s in zip(self.generators, sd["generators"], strict=True):
+            g.set_state(s)
+        self.first_polarized_step = sd["first_polarized_step"].clone()
+        hist = sd["history"]
+        self._records = [
+            {**{name: hist[name][i] for name in M.MEASURES}, "step": hist["step"][i]}
+            for i in range(hist["step"].shape[0])
+        ]

@@ -1,0 +1,161 @@
+"""Measures of spec section 5, computed exactly and in chunks (never an ``n x n`` matrix at once).
+
+All functions take replica-batched tensors and return one value per replica, ``(R,)``.
+
+``chunk`` is the number of ``(replica, row)`` pairs processed at once, so a chunk holds at most
+``chunk * n`` pairwise values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+from torch import Tensor
+
+CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
+MEASURES = (CD, RD, RR, TP, UD, CLUSTERS, POLARIZED)
+CLUSTER_COSINE = 1 - 1e-3
+DEFAULT_CHUNK = 8192
+
+
+def _row_chunks(rows: int, replicas: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` ranges of rows such that ``replicas * (stop - start) <= max(chunk, replicas)``."""
+    step = max(1, chunk // max(1, replicas))
+    for start in range(0, rows, step):
+        yield start, min(rows, start + step)
+
+
+def pairwise_diversity_and_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> tuple[Tensor, Tensor]:
+    """Mean pairwise distance (CD's formula) and mean absolute cosine (TP) in one pass.
+
+    Args:
+        v: ``(R, n, d)`` unit vectors.
+        chunk: rows per chunk (see module docstring).
+
+    Returns:
+        ``cd``: ``(R,)`` ``1/(n(n-1)) sum_{i != k} ||v_i - v_k||`` (0 when ``n < 2``), with
+        ``||v_i - v_k|| = sqrt(max(2 - 2 <v_i, v_k>, 0))``; ``tp``: ``(R,)``
+        ``1/n^2 sum_{i, k} |<v_i, v_k>|`` (diagonal included).
+    """
+    R, n, _ = v.shape
+    dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
+    abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
+    for a, b in _row_chunks(n, R, chunk):
+        gram = v[:, a:b] @ v.transpose(1, 2)  # (R, c, n)
+        abs_sum += gram.abs().sum((1, 2))
+        dist = (2 - 2 * gram).clamp_min_(0).sqrt_()  # (R, c, n)
+        rows = torch.arange(b - a, device=v.device)
+        dist[:, rows, rows + a] = 0  # the diagonal is excluded, not rounded
+        dist_sum += dist.sum((1, 2))
+    cd = dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
+    return cd, abs_sum / (n * n)
+
+
+def creator_diversity(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
+    """CD: ``(R,)`` mean Euclidean distance between distinct creators ``v`` ``(R, n, d)``."""
+    return pairwise_diversity_and_polarization(v, chunk)[0]
+
+
+def user_diversity(u: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
+    """UD: CD's formula over users ``u`` ``(R, m, d)``; returns ``(R,)``."""
+    return pairwise_diversity_and_polarization(u, chunk)[0]
+
+
+def tendency_to_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
+    """TP: ``(R,)`` mean absolute cosine over all creator pairs of ``v`` ``(R, n, d)``, diagonal included."""
+    return pairwise_diversity_and_polarization(v, chunk)[1]
+
+
+def recommendation_sums(p: Tensor, scores: Tensor, creators: Tensor) -> tuple[Tensor, Tensor]:
+    """Sums over a chunk of users of RD's and RR's per-user terms.
+
+    Args:
+        p: ``(R, c, n)`` recommendation probabilities (rows sum to 1).
+        scores: ``(R, c, n)`` true scores ``s_ij``.
+        creators: ``(R, n, d)`` unit creator vectors.
+
+    Returns:
+        ``rd``: ``(R,)`` ``sum_j (1 - ||vbar_j||^2)`` with ``vbar_j = sum_i p_ij v_i``; ``rr``: ``(R,)``
+        ``sum_j sum_i p_ij s_ij``. Divide by ``m`` for RD and RR.
+    """
+    vbar = p @ creators  # (R, c, d)
+    rd = (1 - (vbar * vbar).sum(-1)).sum(-1)  # (R,)
+    rr = (p * scores).sum((1, 2))  # (R,)
+    return rd, rr
+
+
+def recommendation_diversity(p: Tensor, creators: Tensor) -> Tensor:
+    """RD ``(R,)`` for probabilities ``p`` ``(R, m, n)`` over creators ``(R, n, d)``."""
+    vbar = p @ creators  # (R, m, d)
+    return (1 - (vbar * vbar).sum(-1)).mean(-1)
+
+
+def recommendation_relevance(p: Tensor, scores: Tensor) -> Tensor:
+    """RR ``(R,)`` for probabilities ``p`` and true scores, both ``(R, m, n)``."""
+    return (p * scores).sum(-1).mean(-1)
+
+
+def count_clusters(v: Tensor, cosine: float = CLUSTER_COSINE, chunk: int = DEFAULT_CHUNK) -> Tensor:
+    """Number of connected components of the graph linking vectors with cosine ``>= cosine``.
+
+    Min-label propagation with pointer jumping, the adjacency computed in row chunks.
+
+    Args:
+        v: ``(R, n, d)`` unit vectors.
+        cosine: edge threshold (default ``1 - 1e-3``, i.e. distance below about 0.045).
+        chunk: rows per chunk.
+
+    Returns:
+        ``(R,)`` int64 component counts.
+    """
+    R, n, _ = v.shape
+    ids = torch.arange(n, device=v.device)
+    labels = ids.expand(R, n).clone()  # (R, n) a node of the same component with index <= own
+    while True:
+        new = labels.clone()
+        for a, b in _row_chunks(n, R, chunk):
+            linked = (v[:, a:b] @ v.transpose(1, 2)) >= cosine  # (R, c, n)
+            neighbour = torch.where(linked, labels.unsqueeze(1), n).amin(-1)  # (R, c)
+            new[:, a:b] = torch.minimum(new[:, a:b], neighbour)
+        new = new.gather(1, new)  # pointer jumping
+        if torch.equal(new, labels):
+            return (labels == ids).sum(-1)
+        labels = new
+
+
+def polarization_radius(users: Tensor, creators: Tensor) -> Tensor:
+    """Largest distance of any user or creator to the nearer of ``+c`` and ``-c``.
+
+    ``c`` is the principal axis (top eigenvector of ``sum x x^T`` over users and creators), a
+    sign-invariant centre; the state is declared r-polarized when this radius is ``<= r``. This is a
+    sufficient check: with the optimal ``c`` the radius can only be smaller.
+
+    Args:
+        users: ``(R, m, d)`` unit vectors.
+        creators: ``(R, n, d)`` unit vectors.
+
+    Returns:
+        ``(R,)`` radii ``max_x sqrt(max(2 - 2 |<x, c>|, 0))``.
+    """
+    second = users.transpose(1, 2) @ users + creators.transpose(1, 2) @ creators  # (R, d, d)
+    axis = torch.linalg.eigh(second.double())[1][..., -1].to(users.dtype)  # (R, d) top eigenvector
+    cos_u = (users @ axis.unsqueeze(-1)).abs().amin((1, 2))  # (R,)
+    cos_c = (creators @ axis.unsqueeze(-1)).abs().amin((1, 2))  # (R,)
+    return (2 - 2 * torch.minimum(cos_u, cos_c)).clamp_min(0).sqrt()
+
+
+def is_polarized(users: Tensor, creators: Tensor, r: float) -> Tensor:
+    """``(R,)`` bool: :func:`polarization_radius` ``<= r``, skipping replicas that cannot be polarized.
+
+    Cheap necessary condition first: in an r-polarized state every vector lies within ``2r`` of
+    ``+-v_0`` (the first creator), i.e. ``|<x, v_0>| >= 1 - 2 r^2``.
+    """
+    anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
+    near = torch.minimum((users @ anchor).abs().amin((1, 2)), (creators @ anchor).abs().amin((1, 2)))
+    candidates = (near >= 1 - 2 * r * r).nonzero().flatten()  # (R',)
+    out = torch.zeros(users.shape[0], dtype=torch.bool, device=users.device)
+    if candidates.numel():
+        radius = polarization_radius(users[candidates], creators[candidates])
+        out[candidates] = radius <= r
+    return out

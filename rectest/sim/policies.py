@@ -1,0 +1,247 @@
+"""Recommendation policies (spec section 3): softmax(beta), top-k, threshold, uniform traffic,
+the diversity-aware objective and MMR re-ranking, composed as the spec says.
+
+Composition: a truncation (top-k, MMR list, threshold; several intersect) picks the eligible creators of
+each user; the base distribution over them is softmax(beta) or the diversity-aware fixed point; uniform
+traffic ``eps`` mixes last. A user with no eligible creator (threshold) gets a uniformly random creator
+among all ``n``.
+
+Every parameter may be a scalar or one value per replica. ``beta = inf`` recommends the argmax (ties go
+to the lowest index). For speed the policy returns unnormalised weights and their row sums; sampling does
+not need the normalised ``p``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
+
+# Below this beta, exp(beta * (s - 1)) cannot underflow in float32 (s >= -1), so the row max is not needed.
+_NO_SHIFT_BETA = 40.0
+_RHO_DAMPING = 0.5
+
+
+@dataclass
+class Policy:
+    """A recommendation policy; each parameter is a scalar or a per-replica sequence.
+
+    Attributes:
+        beta: sensitivity ``>= 0``; ``float('inf')`` is the argmax (top-1).
+        k: top-k truncation, ``None`` = off; ``k >= n`` is no truncation.
+        tau: threshold truncation in ``[-1, 1]``, ``None`` = off.
+        eps: uniform-traffic weight in ``[0, 1]``.
+        rho: diversity weight ``>= 0`` of the diversity-aware objective *(reconstruction of the paper's
+            Eq. 5)*: per user, ``p`` maximises ``sum_i p_i s_i + rho (1 - ||sum_i p_i v_i||^2) + H(p)/beta``,
+            found by damped fixed-point iteration ``p <- (p + softmax(beta (s + rho (1 - 2 V vbar)))) / 2``
+            from the plain softmax, for at most ``rho_iters`` iterations or until the largest change of a
+            probability falls below ``rho_tol``. Not defined for ``beta = inf`` (ValueError).
+        mmr_lambda: MMR re-ranking weight in ``[0, 1]`` (``None`` = off; needs ``k``): a greedy list of
+            ``k`` creators maximising ``lambda s_i - (1 - lambda) max_{picked l} <v_i, v_l>`` (the first
+            pick is the argmax of ``s``), then softmax(beta) over the list (beyond the paper).
+        rho_iters: iteration cap of the diversity-aware fixed point.
+        rho_tol: convergence tolerance of the diversity-aware fixed point.
+    """
+
+    beta: PerReplica = 1.0
+    k: PerReplica = None
+    tau: PerReplica = None
+    eps: PerReplica = 0.0
+    rho: PerReplica = 0.0
+    mmr_lambda: PerReplica = None
+    rho_iters: int = 100
+    rho_tol: float = 1e-6
+
+    def __post_init__(self) -> None:
+        beta = as_list(self.beta, "beta")
+        if beta is None:
+            raise ValueError("beta=None: expected a number >= 0 or inf")
+        check_range(beta, "beta", 0.0, math.inf)
+        k = as_list(self.k, "k")
+        for x in k or []:
+            if x != int(x) or x < 1:
+                raise ValueError(f"k={x}: expected an integer >= 1 (or None for no truncation)")
+        check_range(as_list(self.tau, "tau"), "tau", -1.0, 1.0)
+        check_range(as_list(self.eps, "eps"), "eps", 0.0, 1.0)
+        rho = as_list(self.rho, "rho") or [0.0]
+        check_range(rho, "rho", 0.0, 1e30)
+        check_range(as_list(self.mmr_lambda, "mmr_lambda"), "mmr_lambda", 0.0, 1.0)
+        if self.mmr_lambda is not None and k is None:
+            raise ValueError(f"mmr_lambda={self.mmr_lambda}: MMR re-ranking needs k (the list length)")
+        if self.rho_iters < 1 or not self.rho_tol > 0:
+            raise ValueError(f"rho_iters={self.rho_iters}, rho_tol={self.rho_tol}: expected >= 1 and > 0")
+        if len(beta) > 1 and len(rho) > 1 and len(beta) != len(rho):
+            return  # length mismatch is reported by bind()
+        size = max(len(beta), len(rho))
+        for b, r in zip(beta * (size // len(beta)), rho * (size // len(rho)), strict=True):
+            if math.isinf(b) and r > 0:
+                raise ValueError(f"rho={r} with beta=inf: the diversity-aware objective needs a finite beta")
+
+    def bind(self, replicas: int, n: int, device: torch.device, dtype: torch.dtype) -> BoundPolicy:
+        """Resolve the parameters for ``replicas`` replicas of ``n`` creators.
+
+        Raises:
+            ValueError: a per-replica list of the wrong length, or ``k > n``.
+        """
+        return BoundPolicy(self, replicas, n, device, dtype)
+
+
+class BoundPolicy:
+    """A policy with its parameters as ``(R, 1, 1)`` tensors; computes weights for chunks of users."""
+
+    def __init__(self, policy: Policy, replicas: int, n: int, device: torch.device, dtype: torch.dtype):
+        def values(v: PerReplica, name: str, off: float) -> list[float]:
+            vals = as_list(v, name)
+            return per_replica(vals if vals is not None else [off], replicas, name)
+
+        beta = values(policy.beta, "beta", 1.0)
+        k = values(policy.k, "k", n)
+        if max(k) > n:
+            raise ValueError(f"k={int(max(k))}: expected k <= n = {n} creators")
+        tau = values(policy.tau, "tau", -math.inf)
+        eps = values(policy.eps, "eps", 0.0)
+        rho = values(policy.rho, "rho", 0.0)
+        self.n = n
+        self.inf = torch.tensor([math.isinf(b) for b in beta], device=device).view(-1, 1, 1)  # (R,1,1)
+        self.any_inf = any(math.isinf(b) for b in beta)
+        self.beta = column([0.0 if math.isinf(b) else b for b in beta], device, dtype)  # (R,1,1)
+        self.need_shift = any(b > _NO_SHIFT_BETA for b in beta)
+        self.k = torch.tensor([int(x) for x in k], device=device).view(-1, 1, 1)  # (R,1,1)
+        self.kmax = int(max(x for x in k if x < n)) if any(x < n for x in k) else None
+        groups: dict[int, list[int]] = {}
+        for r, x in enumerate(k):
+            if x < n:
+                groups.setdefault(int(x), []).append(r)
+        self.k_groups = {x: torch.tensor(rs, device=device) for x, rs in groups.items()}  # k -> replicas
+        self.mmr = None
+        if policy.mmr_lambda is not None:
+            self.mmr = column(values(policy.mmr_lambda, "mmr_lambda", 0.0), device, dtype)
+            self.kmax = int(max(k))
+        self.tau = column(tau, device, dtype) if any(t > -math.inf for t in tau) else None
+        self.eps = column(eps, device, dtype) if any(e > 0 for e in eps) else None
+        self.rho = column(rho, device, dtype) if any(r > 0 for r in rho) else None
+        self.rho_iters, self.rho_tol = policy.rho_iters, policy.rho_tol
+
+    def weights(self, scores: Tensor, creators: Tensor) -> tuple[Tensor, Tensor]:
+        """Unnormalised recommendation weights for a chunk of users.
+
+        Args:
+            scores: ``(R, c, n)`` the policy's scores of each creator for each user.
+            creators: ``(R, n, d)`` the policy's view of the creators (used by MMR and rho).
+
+        Returns:
+            ``w``: ``(R, c, n)`` weights ``>= 0`` and ``total``: ``(R, c, 1)`` their row sums (> 0), so that
+            ``p = w / total``. ``scores`` is not modified.
+        """
+        keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
+        w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
+        if self.rho is not None:
+            w = self._diversity_aware(scores, creators, w, keep, fallback)
+        total = w.sum(-1, keepdim=True)  # (R, c, 1)
+        if self.eps is not None:
+            w = (1 - self.eps) * w + self.eps * total / self.n
+        return w, total
+
+    def probabilities(self, scores: Tensor, creators: Tensor) -> Tensor:
+        """Normalised probabilities ``(R, c, n)`` for a chunk of users (see :meth:`weights`)."""
+        w, total = self.weights(scores, creators)
+        return w / total
+
+    # -- truncation -------------------------------------------------------------------------------------
+    def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:
+        """Eligible creators as a float 0/1 mask ``(R, c, n)`` (None = all), and the ``(R, c, 1)`` 0/1
+        rows that fall back to uniform (None = none). Masks are floats: bool masking is slow on CPU."""
+        keep = None
+        if self.mmr is not None:
+            keep = self._mmr_list(scores, creators)
+        elif self.kmax is not None:
+            keep = _at_least(scores, self._kth_largest(scores))  # ties at the k-th score are all eligible
+        if self.tau is None:
+            return keep, None
+        above = _at_least(scores, self.tau)  # (R, c, n)
+        keep = above if keep is None else keep * above
+        fallback = 1 - keep.amax(-1, keepdim=True)  # (R, c, 1): 1 where nothing is eligible
+        return keep + fallback, fallback
+
+    def _kth_largest(self, scores: Tensor) -> Tensor:
+        """``(R, c, 1)`` the k-th largest score of each row (``-inf`` for untruncated replicas)."""
+        R, c, _ = scores.shape
+        thr = torch.full((R, c, 1), -math.inf, dtype=scores.dtype, device=scores.device)
+        for k, replicas in self.k_groups.items():
+            rows = scores if len(replicas) == R else scores.index_select(0, replicas)  # (R', c, n)
+            if k == 1:
+                kth = rows.amax(-1, keepdim=True)
+            else:
+                kth = rows.topk(k, dim=-1, sorted=False).values.amin(-1, keepdim=True)
+            if len(replicas) == R:
+                thr = kth
+            else:
+                thr.index_copy_(0, replicas, kth)
+        return thr
+
+    def _mmr_list(self, scores: Tensor, creators: Tensor) -> Tensor:
+        """Greedy MMR list of ``k`` creators per user: ``(R, c, n)`` 0/1 mask."""
+        picked = torch.zeros_like(scores)  # (R, c, n)
+        maxsim = None
+        d = creators.shape[-1]
+        for step in range(self.kmax):
+            cand = scores if maxsim is None else self.mmr * scores - (1 - self.mmr) * maxsim
+            pick = (cand - 8 * picked).argmax(-1, keepdim=True)  # (R, c, 1); picked ones drop below -5
+            active = (self.k > step).to(scores.dtype).expand_as(pick)  # list length reached: no pick
+            picked.scatter_(-1, pick, torch.maximum(picked.gather(-1, pick), active))
+            vec = creators.gather(1, pick.expand(-1, -1, d))  # (R, c, d)
+            sim = vec @ creators.transpose(1, 2)  # (R, c, n)
+            maxsim = sim if maxsim is None else torch.maximum(maxsim, sim)
+        return picked
+
+    # -- base distributions -----------------------------------------------------------------------------
+    def _softmax_weights(self, scores: Tensor, keep: Tensor | None, fallback: Tensor | None) -> Tensor:
+        """``exp(beta (s - shift))`` on eligible creators, one-hot argmax for ``beta = inf``."""
+        # eligible scores stay in [-1, 1]; ineligible ones drop below -3 (used for max and argmax only)
+        masked = scores if keep is None else scores + (keep - 1) * 4  # (R, c, n)
+        if self.need_shift:
+            shift = masked.amax(-1, keepdim=True)  # (R, c, 1): stable for any beta
+            shift = torch.where(self.beta > _NO_SHIFT_BETA, shift, torch.ones_like(shift))
+        else:
+            shift = 1.0  # cosine <= 1 and beta <= 40: the largest weight cannot underflow
+        w = ((scores - shift) * self.beta).exp_()  # (R, c, n)
+        if keep is not None:
+            w.mul_(keep)
+        if fallback is not None:
+            w = w * (1 - fallback) + fallback  # uniform over all creators where nothing is eligible
+        if self.any_inf:
+            top = masked.argmax(-1, keepdim=True)  # (R, c, 1), the first maximum
+            onehot = torch.zeros_like(w).scatter_(-1, top, 1.0)
+            if fallback is not None:
+                onehot = onehot * (1 - fallback) + fallback
+            w = torch.where(self.inf, onehot, w)
+        return w
+
+    def _diversity_aware(
+        self, scores: Tensor, creators: Tensor, w: Tensor, keep: Tensor | None, fallback: Tensor | None
+    ) -> Tensor:
+        """Damped fixed-point iteration of the diversity-aware objective, starting from softmax ``w``."""
+        p = w / w.sum(-1, keepdim=True)  # (R, c, n)
+        log_keep = None if keep is None else keep.log()  # 0 or -inf
+        for _ in range(self.rho_iters):
+            vbar = p @ creators  # (R, c, d)
+            adjusted = scores + self.rho * (1 - 2 * (vbar @ creators.transpose(1, 2)))  # (R, c, n)
+            logits = adjusted * self.beta if log_keep is None else adjusted * self.beta + log_keep
+            target = torch.softmax(logits, dim=-1)  # (R, c, n)
+            if fallback is not None:
+                target = target * (1 - fallback) + p * fallback
+            new = (1 - _RHO_DAMPING) * p + _RHO_DAMPING * target
+            change = (new - p).abs().max()
+            p = new
+            if change < self.rho_tol:
+                break
+        return p
+
+
+def _at_least(scores: Tensor, threshold: Tensor) -> Tensor:
+    """Float 0/1 mask ``scores >= threshold`` (``sign(x) + 1`` clamped to 1; avoids slow bool masks)."""
+    return (scores - threshold).sign_().add_(1).clamp_max_(1)
