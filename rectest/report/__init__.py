@@ -10,6 +10,7 @@ from rectest.report.console import console_summary
 from rectest.report.frames import history_frame
 from rectest.report.metrics_log import METRICS_FILE, MetricsLog, read_metrics
 from rectest.report.paper import paper_reference
+from rectest.report.run_reports import write_run_reports
 from rectest.report.summary import SUMMARY_FILE, read_summary, summarize, write_summary
 from rectest.report.tables import TABLE_FILE, write_table
 
@@ -24,6 +25,7 @@ __all__ = [
     "read_metrics",
     "read_summary",
     "summarize",
+    "write_run_reports",
     "write_summary",
     "write_table",
 ]

@@ -24,10 +24,14 @@ def sweep_keys_of(params: Sequence[Mapping[str, Any]]) -> list[str]:
     return keys
 
 
-def _measure_names(history: Mapping[str, torch.Tensor]) -> list[str]:
-    """Measures in the canonical order first, then any other (L, R) series in the history's order."""
+def _measure_names(history: Mapping[str, torch.Tensor], shape: tuple[int, int]) -> list[str]:
+    """The canonical measures present, then any other entry of shape (L, R), in the history's order."""
     known = [m for m in MEASURES if m in history]
-    extra = [k for k in history if k != STEP and k not in MEASURES]
+    extra = [
+        k
+        for k in history
+        if k != STEP and k not in MEASURES and tuple(torch.as_tensor(history[k]).shape) == shape
+    ]
     return known + extra
 
 
@@ -37,8 +41,9 @@ def history_frame(
     """The long-format metrics frame of one batched simulation.
 
     Args:
-        history: ``"step"``: (L,) logged step numbers; every other entry: (L, R) one measure per logged
-            step and replica (e.g. ``CD``, ``RD``, ``RR``, ``TP``, ``UD``, ``clusters``, ``polarized``).
+        history: ``"step"``: (L,) logged step numbers; the measures ``CD, RD, RR, TP, UD, clusters,
+            polarized`` (those present): (L, R) one value per logged step and replica. Other entries become
+            columns too when they are (L, R); entries of any other shape are left out.
         params: ``params[r]`` is ``{sweep_key: value}`` for replica ``r`` (values may be None or inf).
         seeds: ``seeds[r]`` is the random seed of replica ``r``.
 
@@ -64,7 +69,7 @@ def history_frame(
     for key in sweep_keys_of(params):
         per_replica = [normalize_value(p.get(key)) for p in params]
         columns[key] = pd.Series(per_replica * n_steps, dtype=object)
-    for name in _measure_names(history):
+    for name in _measure_names(history, (n_steps, n_replicas)):
         series = torch.as_tensor(history[name]).detach().cpu()  # (L, R)
         if series.shape != (n_steps, n_replicas):
             raise ValueError(

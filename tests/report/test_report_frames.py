@@ -77,3 +77,15 @@ def test_setting_label():
     assert setting_label({"k": 1}) == "k=1"
     assert setting_label({"policy.k": None, "policy.beta": math.inf}) == "policy.k=none, policy.beta=inf"
     assert setting_label({}) == "all"
+
+
+def test_extra_series_join_when_shaped_like_the_measures():
+    history = {
+        "step": torch.tensor([0, 10]),
+        "CD": torch.ones(2, 3),
+        "rmse": torch.full((2, 3), 0.5),  # (L, R): another per-replica series
+        "final_state": torch.zeros(3, 4),  # not (L, R): not a column
+    }
+    frame = history_frame(history, [{}] * 3, [0, 1, 2])
+    assert list(frame.columns) == ["step", "replica", "seed", "CD", "rmse"]
+    assert frame["rmse"].tolist() == [0.5] * 6

@@ -7,7 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-REPORT = Path(__file__).resolve().parents[2] / "rectest" / "report"
+REPO = Path(__file__).resolve().parents[2]
+REPORT = REPO / "rectest" / "report"
 
 
 def imported_names(path: Path) -> set[str]:
@@ -38,5 +39,5 @@ def test_report_imports_no_sim_hydra_lightning_or_pyplot():
 
 def test_package_import_does_not_load_matplotlib_or_tensorboard():
     code = "import sys, rectest.report; print(sorted(m for m in ('matplotlib', 'tensorboard') if m in sys.modules))"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=REPO)
     assert out.stdout.strip() == "[]"

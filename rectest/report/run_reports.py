@@ -1,0 +1,71 @@
+"""Write every end-of-run report of a run folder from its metrics frame in one call.
+
+``summary.json``, ``table.md`` (with the authors' numbers when the setting and the single sweep key have
+them) and ``figures/measures.png`` (plus one PNG per extra measure present: UD, clusters, polarized).
+The pipeline calls :func:`write_run_reports` once at the end, then prints :func:`console_summary`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from rectest.report.paper import paper_reference
+from rectest.report.summary import SUMMARY_FILE, summarize, write_summary
+from rectest.report.tables import TABLE_FILE, write_table
+from rectest.report.values import MEASURES, PAPER_MEASURES
+
+FIGURES_DIR = "figures"
+MEASURES_FIGURE = "measures.png"
+
+
+def paper_rows(summary: dict[str, Any], setting: str | None) -> list[dict[str, Any]] | None:
+    """The authors' rows for the summary's settings, or None.
+
+    Only a sweep over exactly one key is matched: with several keys one reference value could not vouch
+    for the others. Settings the authors did not report are left out.
+    """
+    keys = summary["sweep_keys"]
+    if setting is None or len(keys) != 1:
+        return None
+    rows = [paper_reference(setting, keys[0], g["params"][keys[0]]) for g in summary["groups"]]
+    found = [r for r in rows if r is not None]
+    return found or None
+
+
+def write_run_reports(
+    frame: pd.DataFrame,
+    sweep_keys: Sequence[str],
+    run_dir: Path,
+    title: str,
+    setting: str | None = None,
+    figures: bool = True,
+) -> dict[str, Any]:
+    """Write summary.json, table.md and (optionally) the figures under ``run_dir``.
+
+    Args:
+        frame: the long-format metrics (e.g. :func:`rectest.report.metrics_log.read_metrics` of metrics.csv).
+        sweep_keys: the swept columns.
+        run_dir: the run folder (must exist).
+        title: heading of the table and the figures.
+        setting: ``"synthetic"`` or a MovieLens release name to add the authors' numbers; None for none.
+        figures: whether to draw the PNGs (matplotlib is imported only then).
+
+    Returns:
+        The summary dict (as written to summary.json).
+    """
+    run_dir = Path(run_dir)
+    summary = summarize(frame, sweep_keys)
+    write_summary(summary, run_dir / SUMMARY_FILE)
+    write_table(summary, run_dir / TABLE_FILE, title, paper_rows(summary, setting))
+    if figures:
+        from rectest.report.figures import plot_measure, plot_measures
+
+        fig_dir = run_dir / FIGURES_DIR
+        plot_measures(frame, sweep_keys, fig_dir / MEASURES_FIGURE, title)
+        for measure in (m for m in MEASURES if m not in PAPER_MEASURES and m in frame.columns):
+            plot_measure(frame, sweep_keys, measure, fig_dir / f"{measure}.png", f"{title}: {measure}")
+    return summary
