@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ def _read_table(path: Path, sep: str) -> pd.DataFrame:
         if len(sep) == 1:
             options = pcsv.ParseOptions(delimiter=sep)
             return pcsv.read_csv(path, parse_options=options).to_pandas()
-        return pd.read_csv(path, sep=sep, engine="python", regex=False)  # multi-character separator
+        return pd.read_csv(path, sep=re.escape(sep), engine="python")  # multi-character separator
     except (pa.ArrowException, ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "Empty CSV" in msg or "No columns" in msg:
@@ -48,9 +49,10 @@ def _timestamps(frame: pd.DataFrame, col: str, path: Path) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series):
         return _numeric(frame, col, path).astype(np.int64)
     try:
-        times = pd.to_datetime(series, utc=True)
+        times = pd.to_datetime(series, utc=True, format="ISO8601")
     except (ValueError, TypeError) as err:
-        raise DataError(f"{path}: column {col!r} is neither Unix seconds nor dates ({err})") from None
+        reason = str(err).splitlines()[0]
+        raise DataError(f"{path}: column {col!r} is neither Unix seconds nor ISO dates ({reason})") from None
     if times.isna().any():
         raise DataError(f"{path}: column {col!r} has empty timestamps")
     return (times - pd.Timestamp(0, tz="UTC")) // pd.Timedelta(seconds=1)

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import io
 from pathlib import Path
-from typing import BinaryIO
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -24,13 +23,11 @@ RATING_SCHEMA = pa.schema(
 )
 CSV_HEADER = ("userId", "movieId", "rating", "timestamp")
 
-Source = str | Path | bytes | BinaryIO
+Source = Path | bytes
 
 
 def _as_input(source: Source) -> object:
-    if isinstance(source, bytes):
-        return pa.BufferReader(source)
-    return str(source) if isinstance(source, Path) else source
+    return pa.BufferReader(source) if isinstance(source, bytes) else str(source)
 
 
 def _types(names: tuple[str, ...], fillers: tuple[str, ...] = ()) -> dict[str, pa.DataType]:
@@ -39,9 +36,21 @@ def _types(names: tuple[str, ...], fillers: tuple[str, ...] = ()) -> dict[str, p
     return {n: types.get(n, pa.null()) for n in names}
 
 
-def _read(source: Source, name: str, delimiter: str, names: list[str] | None, types: dict) -> pa.Table:
-    """Read a delimited ratings file with fixed column types; ``names=None`` reads the header row."""
-    read = pcsv.ReadOptions(column_names=names, block_size=1 << 24)
+def _first_line(source: Source) -> bytes:
+    """The first line of a file, without its line ending (CRLF or LF)."""
+    if isinstance(source, bytes):
+        head = source[:4096]
+    else:
+        with open(source, "rb") as handle:
+            head = handle.read(4096)
+    return head.split(b"\n", 1)[0].rstrip(b"\r")
+
+
+def _read(
+    source: Source, name: str, delimiter: str, names: list[str], types: dict, skip_rows: int = 0
+) -> pa.Table:
+    """Read a delimited ratings file with fixed column names and types."""
+    read = pcsv.ReadOptions(column_names=names, skip_rows=skip_rows, block_size=1 << 24)
     parse = pcsv.ParseOptions(delimiter=delimiter)
     convert = pcsv.ConvertOptions(column_types=types, null_values=[""], strings_can_be_null=False)
     try:
@@ -74,7 +83,7 @@ def read_ratings(source: Source, fmt: str, name: str) -> pa.Table:
     """Parse a MovieLens ratings file.
 
     Args:
-        source: path, raw bytes or a binary file object (for example a member of a zip).
+        source: a path, or the file's bytes (for example a zip member).
         fmt: ``FORMAT_TAB`` (ml-100k), ``FORMAT_DCOLON`` (ml-1m/10m) or ``FORMAT_CSV`` (ml-20m on).
         name: file name used in error messages.
 
@@ -92,11 +101,14 @@ def read_ratings(source: Source, fmt: str, name: str) -> pa.Table:
         names = [USER, "_1", ITEM, "_2", RATING, "_3", TIMESTAMP]
         table = _read(source, name, ":", names, _types(tuple(names), ("_1", "_2", "_3")))
     elif fmt == FORMAT_CSV:
-        table = _read(source, name, ",", None, _types(CSV_HEADER))
-        if tuple(table.column_names) != CSV_HEADER:
-            got = ",".join(table.column_names)
+        header = _first_line(source)
+        if not header:
+            raise DataError(f"{name}: the file is empty or starts with a blank line; expected the header row")
+        if header != ",".join(CSV_HEADER).encode():
+            got = header.decode("utf-8", errors="replace")[:80]
             raise DataError(f"{name}: header is {got!r}; expected {','.join(CSV_HEADER)!r}")
-        table = table.rename_columns([USER, ITEM, RATING, TIMESTAMP])
+        names = [USER, ITEM, RATING, TIMESTAMP]
+        table = _read(source, name, ",", names, _types(tuple(names)), skip_rows=1)
     else:
         raise ValueError(f"unknown ratings format {fmt!r}")
     return _finish(table, name)
