@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from rectest.report.summary import last_step
 from rectest.report.values import PAPER_MEASURES, format_mean_stderr, format_number, format_value
 
 DIGITS = 3
@@ -52,6 +53,6 @@ def console_summary(summary: Mapping[str, Any], sweep_keys: Sequence[str]) -> st
         ]
         return "  ".join(parts).rstrip()
 
-    last = format_value(summary.get("steps", {}).get("last"))
+    last = format_value(last_step(summary))
     title = f"final measures at step {last} (mean ± stderr over seeds)"
     return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])

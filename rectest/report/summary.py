@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -151,6 +151,12 @@ def summarize(frame: pd.DataFrame, sweep_keys: Sequence[str]) -> dict[str, Any]:
         "groups": [_group_record(reps, measures) for reps in groups.values()],
     }
     return json_safe(summary)
+
+
+def last_step(summary: Mapping[str, Any]) -> Any:
+    """The last logged step of a summary (``summary["steps"]["last"]``; a plain number is accepted too)."""
+    steps = summary.get("steps")
+    return steps.get("last") if isinstance(steps, Mapping) else steps
 
 
 def write_summary(summary: dict[str, Any], path: Path) -> Path:

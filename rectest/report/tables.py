@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rectest.report.atomic import atomic_write_text
+from rectest.report.summary import last_step
 from rectest.report.values import (
     PAPER_MEASURES,
     format_mean_stderr,
@@ -90,9 +91,8 @@ def render_table(
     align = ["---"] * n_keys + ["---:"] * (len(header) - n_keys)
     lines = [f"# {title}", ""]
     lines += ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
-    steps = summary.get("steps", {})
     note = (
-        f"Final values at step {format_value(steps.get('last'))}: mean ± standard error over seeds "
+        f"Final values at step {format_value(last_step(summary))}: mean ± standard error over seeds "
         f"(no ± with one seed). `{POLARIZED_COLUMN}`: seeds whose state became polarized."
     )
     lines += ["", note]

@@ -23,7 +23,7 @@ from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from rectest.report.groups import setting_groups, step_stats
-from rectest.report.values import MEASURES, format_value, normalize_value
+from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
 
 TB_DIR = "tb"
 SIM_PREFIX = "sim/"
@@ -32,6 +32,7 @@ SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
 NO_SWEEP_RUN = "all"
 MAX_PROJECTOR_USERS = 2000
+METADATA_HEADER = ["kind", "index", "id"]
 USER_LABEL = "user"
 CREATOR_LABEL = "creator"
 
@@ -56,20 +57,32 @@ class SimScalarLogger:
         tb_dir: the run folder's ``tb/``.
         sweep_keys: the swept columns of the frames passed to :meth:`log`.
 
+        purge_step: for a resumed run, the step of its checkpoint: events of later steps written before
+            the restart are discarded by TensorBoard (the resumed run writes them again).
+
     Call :meth:`log` with all replicas of the logged steps at once (the mean is taken across the rows of
     a setting at each step), then :meth:`close`.
     """
 
-    def __init__(self, tb_dir: Path, sweep_keys: Sequence[str]) -> None:
+    def __init__(self, tb_dir: Path, sweep_keys: Sequence[str], purge_step: int | None = None) -> None:
         self.tb_dir = Path(tb_dir)
         self.sweep_keys = list(sweep_keys)
+        self.purge_step = purge_step
         self._writers: dict[str, SummaryWriter] = {}
+        self.first_replica: dict[str, int] = {}  # run name -> its lowest replica index seen
+        self.params: dict[str, dict[str, Any]] = {}  # run name -> its swept values
+
+    def _open(self, log_dir: Path) -> SummaryWriter:
+        # TensorBoard drops events at steps >= the writer's purge_step, so keep the checkpoint's own step
+        purge = None if self.purge_step is None else self.purge_step + 1
+        return SummaryWriter(log_dir=str(log_dir), purge_step=purge)
 
     def writer(self, params: Mapping[str, Any]) -> SummaryWriter:
         """The writer of one setting's run (created on first use)."""
         name = run_name(params)
         if name not in self._writers:
-            self._writers[name] = SummaryWriter(log_dir=str(self.tb_dir / name))
+            self._writers[name] = self._open(self.tb_dir / name)
+            self.params[name] = dict(params)
         return self._writers[name]
 
     def log(self, frame: pd.DataFrame) -> int:
@@ -85,6 +98,10 @@ class SimScalarLogger:
         count = 0
         for params, rows in setting_groups(frame, self.sweep_keys):
             writer = self.writer(params)
+            if REPLICA in rows.columns:
+                first = int(rows[REPLICA].min())
+                name = run_name(params)
+                self.first_replica[name] = min(first, self.first_replica.get(name, first))
             for measure in measures:
                 stats = step_stats(rows, measure)
                 for step, mean in zip(stats.index, stats["mean"], strict=True):
@@ -103,6 +120,78 @@ class SimScalarLogger:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class SimWriters(SimScalarLogger):
+    """Everything a simulation run writes to ``tb/``: the pipeline's one TensorBoard object.
+
+    Per swept setting (run ``tb/<key>=<value>/``): ``sim/<measure>`` scalars (:meth:`scalars`), an
+    embedding-projector snapshot of its first replica (:meth:`projector`) and an HParams entry with the
+    final means (:meth:`hparams`). In the root run ``tb/``: figures (:meth:`figure`) and the projector
+    snapshot of the shared starting state when no setting has been logged yet.
+
+    Args:
+        tb_dir: the run folder's ``tb/``.
+        sweep_keys: the swept columns.
+        purge_step: see :class:`SimScalarLogger`.
+    """
+
+    def __init__(self, tb_dir: Path, sweep_keys: Sequence[str], purge_step: int | None = None) -> None:
+        super().__init__(tb_dir, sweep_keys, purge_step)
+        self._root: SummaryWriter | None = None
+
+    @property
+    def root(self) -> SummaryWriter:
+        """The writer of the root run ``tb/`` (figures, the starting state)."""
+        if self._root is None:
+            self._root = self._open(self.tb_dir)
+        return self._root
+
+    def scalars(self, frame: pd.DataFrame) -> int:
+        """Same as :meth:`SimScalarLogger.log`."""
+        return self.log(frame)
+
+    def figure(self, figure: Figure | Path | str, tag: str = "figures/measures", step: int = 0) -> None:
+        """Log a figure (object or PNG path) as an image in the root run."""
+        log_figure(self.root, tag, figure, step)
+
+    def projector(self, users: torch.Tensor, creators: torch.Tensor, step: int, start: Any = None) -> int:
+        """Embedding-projector snapshots of the state.
+
+        Args:
+            users: (R, m, d) per replica, or (m, d).
+            creators: (R, n, d) per replica, or (n, d).
+            step: the simulation step.
+            start: optional object with ``user_ids`` (m,) and ``creator_ids`` (n,) original ids.
+
+        One snapshot per setting seen by :meth:`scalars` (its first replica), tag ``state``; before any,
+        one snapshot of replica 0 in the root run, tag ``start``. Returns the number of snapshots.
+        """
+        ids = None
+        if start is not None and getattr(start, "user_ids", None) is not None:
+            ids = (list(start.user_ids), list(start.creator_ids))
+        if users.dim() == 2:
+            users, creators = users.unsqueeze(0), creators.unsqueeze(0)  # (1, m, d), (1, n, d)
+        if not self.first_replica:
+            log_projector(self.root, users[0], creators[0], step, "start", ids=ids)
+            return 1
+        for name, r in self.first_replica.items():
+            log_projector(self._writers[name], users[r], creators[r], step, "state", ids=ids)
+        return len(self.first_replica)
+
+    def hparams(self, summary: Mapping[str, Any]) -> None:
+        """One HParams entry per setting: its swept values, seed count and final mean of each measure."""
+        for group in summary["groups"]:
+            writer = self.writer(group["params"])
+            hp = {**group["params"], "n_seeds": group["n_seeds"]}
+            final = {m: group["final"][m]["mean"] for m in PAPER_MEASURES if m in group["final"]}
+            log_hparams(writer, hp, final)
+
+    def close(self) -> None:
+        super().close()
+        if self._root is not None:
+            self._root.close()
+            self._root = None
 
 
 def log_frame(frame: pd.DataFrame, sweep_keys: Sequence[str], tb_dir: Path) -> list[Path]:
@@ -159,6 +248,7 @@ def log_projector(
     step: int,
     tag: str,
     max_users: int = MAX_PROJECTOR_USERS,
+    ids: tuple[Sequence[Any], Sequence[Any]] | None = None,
 ) -> int:
     """An embedding-projector snapshot of users and creators together, labelled by kind.
 
@@ -170,6 +260,8 @@ def log_projector(
         step: the simulation step (the projector's checkpoint name).
         tag: the embedding's name (e.g. ``"state/k=1"``).
         max_users: cap on the users kept.
+        ids: ``(user_ids (m,), creator_ids (n,))`` original ids shown in the ``id`` metadata column
+            (e.g. MovieLens ids); None shows row indices.
 
     Returns:
         The number of points written (kept users + n).
@@ -179,11 +271,11 @@ def log_projector(
     keep = torch.linspace(0, users.shape[0] - 1, steps=min(max_users, users.shape[0])).round().long()
     keep = torch.unique(keep)  # (m',) sorted user indices
     points = torch.cat([users[keep], creators])  # (m' + n, d)
-    metadata = [[USER_LABEL, str(int(j))] for j in keep] + [
-        [CREATOR_LABEL, str(i)] for i in range(creators.shape[0])
-    ]
+    user_ids, creator_ids = ids if ids is not None else (range(users.shape[0]), range(creators.shape[0]))
+    metadata = [[USER_LABEL, str(int(j)), str(user_ids[int(j)])] for j in keep]
+    metadata += [[CREATOR_LABEL, str(i), str(creator_ids[i])] for i in range(creators.shape[0])]
     writer.add_embedding(
-        points, metadata=metadata, global_step=step, tag=tag, metadata_header=["kind", "index"]
+        points, metadata=metadata, global_step=step, tag=tag, metadata_header=METADATA_HEADER
     )
     writer.flush()
     return points.shape[0]
@@ -218,6 +310,7 @@ __all__ = [
     "SIM_TAGS",
     "TB_DIR",
     "SimScalarLogger",
+    "SimWriters",
     "log_figure",
     "log_frame",
     "log_hparams",

@@ -115,3 +115,10 @@ def test_console_summary_is_aligned_and_agrees(known):
     for line, group in zip(body, summary["groups"], strict=True):
         assert line.split()[0] == format_value(group["params"]["k"])
         assert f"{group['final']['CD']['mean']:.3f}" in line
+
+
+def test_table_and_console_accept_a_plain_step_count(known, tmp_path):
+    summary = summarize(known.frame, ["k"])
+    summary["steps"] = 1000  # a caller may overwrite the steps record with the horizon
+    assert "Final values at step 1000" in write_table(summary, tmp_path / "t.md", "t").read_text()
+    assert console_summary(summary, ["k"]).startswith("final measures at step 1000")

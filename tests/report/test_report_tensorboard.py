@@ -88,7 +88,7 @@ def test_projector_snapshot_subsamples_users_and_labels_kinds(tmp_path):
     assert 'tensor_name: "state:00007"' in config
     with open(tmp_path / "run" / paths["metadata_path"], encoding="utf-8") as f:
         meta = list(csv.reader(f, delimiter="\t"))
-    assert meta[0] == ["kind", "index"] and len(meta) == 1 + count
+    assert meta[0] == ["kind", "index", "id"] and len(meta) == 1 + count
     assert sum(row[0] == "user" for row in meta[1:]) == 2000
     assert [row[1] for row in meta[-30:]] == [str(i) for i in range(30)]
     vectors = (tmp_path / "run" / paths["tensor_path"]).read_text().splitlines()
