@@ -115,7 +115,8 @@ def format_number(value: Any, digits: int = 3) -> str:
         return value
     if math.isinf(value):
         return INF_TEXT if value > 0 else "-" + INF_TEXT
-    return f"{value:.{digits}f}"
+    text = f"{value:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def format_mean_stderr(stat: Mapping[str, Any] | None, digits: int = 3) -> str:

@@ -89,3 +89,12 @@ def test_extra_series_join_when_shaped_like_the_measures():
     frame = history_frame(history, [{}] * 3, [0, 1, 2])
     assert list(frame.columns) == ["step", "replica", "seed", "CD", "rmse"]
     assert frame["rmse"].tolist() == [0.5] * 6
+
+
+def test_format_number_has_no_negative_zero():
+    from rectest.report.values import format_mean_stderr, format_number
+
+    assert format_number(-1e-9) == "0.000" and format_number(-0.0015) == "-0.002"
+    assert format_mean_stderr({"mean": -2e-12, "stderr": 0.0}) == "0.000 ± 0.000"
+    assert format_mean_stderr({"mean": 0.5, "stderr": None}) == "0.500"
+    assert format_number(float("inf")) == "inf" and format_number(None) == "-"
