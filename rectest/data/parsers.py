@@ -43,7 +43,7 @@ def _first_line(source: Source) -> bytes:
     else:
         with open(source, "rb") as handle:
             head = handle.read(4096)
-    return head.split(b"\n", 1)[0].rstrip(b"\r")
+    return head.split(b"\n", 1)[0].rstrip(b"\r").replace(b'"', b"")  # a re-saved file may quote names
 
 
 def _read(
