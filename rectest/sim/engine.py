@@ -111,9 +111,11 @@ class Simulation:
         logged = self._force_log or self.t % self.log_every == 0
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
-        if logged:
-            self._record(rd, rr)  # 2. measure (time-t state, time-t probabilities)
-        self._mark_polarized()
+        if logged or bool((self.first_polarized_step < 0).any()):
+            polarized = M.is_polarized(self.users, self.creators, self.r_polarized)  # (R,)
+            self._mark_polarized(polarized.cpu())
+            if logged:
+                self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
         users, creators = self.dynamics.update(self.users, self.creators, chosen)  # 3. + 4. update
         self._guard(torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2)), "vectors")
         self.users, self.creators = users, creators
@@ -189,12 +191,11 @@ class Simulation:
                 rr += rr_c
         return chosen, rd / m, rr / m
 
-    def _record(self, rd: Tensor, rr: Tensor) -> None:
+    def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""
         cd, tp = M.pairwise_diversity_and_polarization(self.creators, self.chunk_size)
         ud = M.user_diversity(self.users[:, :: self.ud_stride], self.chunk_size)
         clusters = M.count_clusters(self.creators, chunk=self.chunk_size)
-        polarized = M.is_polarized(self.users, self.creators, self.r_polarized)
         values = {
             M.CD: cd,
             M.RD: rd,
@@ -208,9 +209,8 @@ class Simulation:
         record["step"] = torch.tensor(self.t)
         self._records.append(record)
 
-    def _mark_polarized(self) -> None:
-        """Set ``first_polarized_step`` for replicas that are r-polarized at time t for the first time."""
-        polarized = M.is_polarized(self.users, self.creators, self.r_polarized).cpu()
+    def _mark_polarized(self, polarized: Tensor) -> None:
+        """Set ``first_polarized_step`` where the ``(R,)`` flag holds at time t for the first time."""
         new = polarized & (self.first_polarized_step < 0)
         self.first_polarized_step[new] = self.t
 
