@@ -80,7 +80,7 @@ def recommendation_sums(p: Tensor, scores: Tensor, creators: Tensor) -> tuple[Te
         ``sum_j sum_i p_ij s_ij``. Divide by ``m`` for RD and RR.
     """
     vbar = p @ creators  # (R, c, d)
-    rd = (1 - (vbar * vbar).sum(-1)).sum(-1)  # (R,)
+    rd = (1 - (vbar * vbar).sum(-1)).clamp_min(0).sum(-1)  # (R,); >= 0 exactly, clamp the rounding
     rr = (p * scores).sum((1, 2))  # (R,)
     return rd, rr
 
@@ -88,7 +88,7 @@ def recommendation_sums(p: Tensor, scores: Tensor, creators: Tensor) -> tuple[Te
 def recommendation_diversity(p: Tensor, creators: Tensor) -> Tensor:
     """RD ``(R,)`` for probabilities ``p`` ``(R, m, n)`` over creators ``(R, n, d)``."""
     vbar = p @ creators  # (R, m, d)
-    return (1 - (vbar * vbar).sum(-1)).mean(-1)
+    return (1 - (vbar * vbar).sum(-1)).clamp_min(0).mean(-1)
 
 
 def recommendation_relevance(p: Tensor, scores: Tensor) -> Tensor:

@@ -33,7 +33,7 @@ class Policy:
     Attributes:
         beta: sensitivity ``>= 0``; ``float('inf')`` is the argmax (top-1).
         k: top-k truncation, ``None`` = off; ``k >= n`` is no truncation.
-        tau: threshold truncation in ``[-1, 1]``, ``None`` = off.
+        tau: threshold truncation in ``[-1, 1]``, ``None`` = off (``-1`` is the same as off).
         eps: uniform-traffic weight in ``[0, 1]``.
         rho: diversity weight ``>= 0`` of the diversity-aware objective *(reconstruction of the paper's
             Eq. 5)*: per user, ``p`` maximises ``sum_i p_i s_i + rho (1 - ||sum_i p_i v_i||^2) + H(p)/beta``,
@@ -102,7 +102,8 @@ class BoundPolicy:
         k = values(policy.k, "k", n)
         if max(k) > n:
             raise ValueError(f"k={int(max(k))}: expected k <= n = {n} creators")
-        tau = values(policy.tau, "tau", -math.inf)
+        # tau = -1 admits every cosine; treat it as off so float rounding below -1 cannot exclude a creator
+        tau = [-math.inf if t <= -1 else t for t in values(policy.tau, "tau", -math.inf)]
         eps = values(policy.eps, "eps", 0.0)
         rho = values(policy.rho, "rho", 0.0)
         self.n = n

@@ -54,6 +54,14 @@ def test_threshold_fallback_is_uniform_over_all_creators(gen):
     assert torch.allclose(p[none], torch.full_like(p[none], 1 / 9))
 
 
+def test_tau_minus_one_admits_antipodal_creators_despite_rounding(gen):
+    c = random_sphere(1, 1, 7, gen)  # float32: <c, -c> may round below -1
+    users, creators = c.expand(1, 5, 7), torch.cat([-c, c, -c], 1)
+    p = engine_probabilities(Policy(beta=1.0, tau=-1.0), users, creators)
+    assert torch.allclose(p, engine_probabilities(Policy(beta=1.0), users, creators))
+    assert (p > 0).all()
+
+
 def test_per_replica_parameters_equal_separate_runs(gen):
     users = random_sphere(4, 20, 5, gen, dtype=torch.float64)
     creators = random_sphere(4, 10, 5, gen, dtype=torch.float64)
