@@ -81,3 +81,12 @@ def test_csv_and_embeddings(conf_dir: Path, tmp_path: Path) -> None:
 def test_misspelt_key_fails(conf_dir: Path) -> None:
     with pytest.raises(Exception, match="n_user"):
         _bundle(conf_dir, "data=synthetic", "+data.n_user=5")
+
+
+def test_data_package_imports_stay_light() -> None:
+    import subprocess
+    import sys
+
+    code = "import sys, rectest.data; print(sorted(m for m in ('torch', 'pytorch_lightning', 'hydra') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, check=True)
+    assert out.stdout.strip() == "[]"
