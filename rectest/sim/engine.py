@@ -182,9 +182,9 @@ class Simulation:
         for a, b in M._row_chunks(m, R, self.chunk_size):
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
-            w, total = self.policy.weights(seen, pol_creators)  # (R, c, n), (R, c, 1)
+            w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
+            chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
-            chosen[:, a:b] = sample_inverse_cdf(w, uniforms[:, a:b])
             if logged:
                 rd_c, rr_c = M.recommendation_sums(w / total, scores, self.creators)
                 rd += rd_c

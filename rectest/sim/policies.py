@@ -127,30 +127,30 @@ class BoundPolicy:
         self.rho = column(rho, device, dtype) if any(r > 0 for r in rho) else None
         self.rho_iters, self.rho_tol = policy.rho_iters, policy.rho_tol
 
-    def weights(self, scores: Tensor, creators: Tensor) -> tuple[Tensor, Tensor]:
-        """Unnormalised recommendation weights for a chunk of users.
+    def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
+        """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
 
         Args:
             scores: ``(R, c, n)`` the policy's scores of each creator for each user.
             creators: ``(R, n, d)`` the policy's view of the creators (used by MMR and rho).
 
         Returns:
-            ``w``: ``(R, c, n)`` weights ``>= 0`` and ``total``: ``(R, c, 1)`` their row sums (> 0), so that
-            ``p = w / total``. ``scores`` is not modified.
+            ``(R, c, n)`` weights ``>= 0`` with a positive sum in every row. ``scores`` is not modified.
         """
         keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
         w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
+        del keep
         if self.rho is not None:
-            w = self._diversity_aware(scores, creators, w, keep, fallback)
-        total = w.sum(-1, keepdim=True)  # (R, c, 1)
+            w = self._diversity_aware(scores, creators, w, fallback)
         if self.eps is not None:
+            total = w.sum(-1, keepdim=True)  # (R, c, 1)
             w = (1 - self.eps) * w + self.eps * total / self.n
-        return w, total
+        return w
 
     def probabilities(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Normalised probabilities ``(R, c, n)`` for a chunk of users (see :meth:`weights`)."""
-        w, total = self.weights(scores, creators)
-        return w / total
+        w = self.weights(scores, creators)
+        return w / w.sum(-1, keepdim=True)
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:
@@ -209,7 +209,7 @@ class BoundPolicy:
             shift = torch.where(self.beta > _NO_SHIFT_BETA, shift, torch.ones_like(shift))
         else:
             shift = 1.0  # cosine <= 1 and beta <= 40: the largest weight cannot underflow
-        w = ((scores - shift) * self.beta).exp_()  # (R, c, n)
+        w = torch.sub(scores, shift).mul_(self.beta).exp_()  # (R, c, n), one temporary
         if keep is not None:
             w.mul_(keep)
         if fallback is not None:
@@ -223,15 +223,15 @@ class BoundPolicy:
         return w
 
     def _diversity_aware(
-        self, scores: Tensor, creators: Tensor, w: Tensor, keep: Tensor | None, fallback: Tensor | None
+        self, scores: Tensor, creators: Tensor, w: Tensor, fallback: Tensor | None
     ) -> Tensor:
         """Damped fixed-point iteration of the diversity-aware objective, starting from softmax ``w``."""
         p = w / w.sum(-1, keepdim=True)  # (R, c, n)
-        log_keep = None if keep is None else keep.log()  # 0 or -inf
+        log_keep = (w > 0).to(w.dtype).log()  # 0 on the eligible set, -inf off it
         for _ in range(self.rho_iters):
             vbar = p @ creators  # (R, c, d)
             adjusted = scores + self.rho * (1 - 2 * (vbar @ creators.transpose(1, 2)))  # (R, c, n)
-            logits = adjusted * self.beta if log_keep is None else adjusted * self.beta + log_keep
+            logits = adjusted * self.beta + log_keep
             target = torch.softmax(logits, dim=-1)  # (R, c, n)
             if fallback is not None:
                 target = target * (1 - fallback) + p * fallback

@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 
-def sample_inverse_cdf(weights: Tensor, uniforms: Tensor) -> Tensor:
+def sample_inverse_cdf(weights: Tensor, uniforms: Tensor) -> tuple[Tensor, Tensor]:
     """Sample one index per row with probability proportional to ``weights``.
 
     Args:
@@ -20,13 +20,13 @@ def sample_inverse_cdf(weights: Tensor, uniforms: Tensor) -> Tensor:
         uniforms: ``(...)`` draws in ``[0, 1)``, one per row.
 
     Returns:
-        ``(...)`` int64 indices ``i`` with ``cdf[i-1] <= u * total < cdf[i]``; an index of zero weight
-        is never returned.
+        ``(...)`` int64 indices ``i`` with ``cdf[i-1] <= u * total < cdf[i]`` (an index of zero weight is
+        never returned), and ``(..., 1)`` the row totals ``cdf[..., -1]``.
     """
     cdf = weights.cumsum(-1)  # (..., n)
     target = uniforms.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]  # (..., 1)
     idx = torch.searchsorted(cdf, target.contiguous(), right=True).squeeze(-1)  # (...)
-    return idx.clamp_max(weights.shape[-1] - 1)
+    return idx.clamp_max(weights.shape[-1] - 1), cdf[..., -1:]
 
 
 def sample_multinomial(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:

@@ -8,14 +8,15 @@ from rectest.sim import sample_inverse_cdf
 def test_never_returns_a_zero_weight_index_even_at_the_ends():
     w = torch.tensor([[0.0, 0.0, 2.0, 0.0, 1.0, 0.0]]).expand(5, -1)
     u = torch.tensor([0.0, 1e-9, 0.5, 0.6667, 1 - 1e-7])
-    idx = sample_inverse_cdf(w, u)
+    idx, total = sample_inverse_cdf(w, u)
+    assert torch.allclose(total, torch.full((5, 1), 3.0))
     assert idx.tolist() == [2, 2, 2, 4, 4]
 
 
 def test_frequencies_match_the_weights(gen):
     w = torch.tensor([0.5, 0.0, 3.0, 1.0, 0.25, 2.25], dtype=torch.float64)
     N = 200_000
-    idx = sample_inverse_cdf(w.expand(N, -1), torch.rand(N, generator=gen, dtype=torch.float64))
+    idx, _ = sample_inverse_cdf(w.expand(N, -1), torch.rand(N, generator=gen, dtype=torch.float64))
     counts = torch.bincount(idx, minlength=6).double()
     p = w / w.sum()
     chi2 = ((counts - N * p)[p > 0] ** 2 / (N * p[p > 0])).sum().item()
@@ -26,5 +27,5 @@ def test_frequencies_match_the_weights(gen):
 def test_inverse_cdf_is_monotone_in_the_uniform(gen):
     w = torch.rand(1, 30, generator=gen)
     u = torch.linspace(0, 0.999, 500)
-    idx = sample_inverse_cdf(w.expand(500, -1), u)
+    idx, _ = sample_inverse_cdf(w.expand(500, -1), u)
     assert (idx[1:] >= idx[:-1]).all() and idx[0] == 0 and idx[-1] == 29
