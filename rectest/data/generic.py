@@ -23,8 +23,11 @@ def _read_table(path: Path, sep: str) -> pd.DataFrame:
         if path.suffix.lower() in PARQUET_SUFFIXES:
             return pq.read_table(path).to_pandas()
         if len(sep) == 1:
-            options = pcsv.ParseOptions(delimiter=sep)
-            return pcsv.read_csv(path, parse_options=options).to_pandas()
+            table = pcsv.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=sep))
+            binary = [f.name for f in table.schema if pa.types.is_binary(f.type)]
+            if binary:  # pyarrow keeps text that is not UTF-8 as bytes
+                raise DataError(f"{path}: column {binary[0]!r} is not valid UTF-8 text")
+            return table.to_pandas()
         return pd.read_csv(path, sep=re.escape(sep), engine="python")  # multi-character separator
     except (pa.ArrowException, ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
