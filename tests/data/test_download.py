@@ -136,3 +136,20 @@ def test_extract_refuses_symlink(tmp_path: Path) -> None:
     with pytest.raises(DataError, match="symbolic link"):
         extract_archive(archive, target)
     assert list(target.iterdir()) == []
+
+
+def test_load_with_download_fetches_verifies_and_reads(ml1m_zip: Path, tmp_path: Path, monkeypatch) -> None:
+    import rectest.data.download as download
+
+    monkeypatch.setitem(RELEASES, "ml-1m", _pinned(ml1m_zip))
+    calls: list[str] = []
+    real = download._pooch_fetch
+    monkeypatch.setattr(
+        download, "_pooch_fetch", lambda rel, root, _: real(rel, root, _local_downloader(ml1m_zip, calls))
+    )
+    root = tmp_path / "fresh"
+    with pytest.raises(DataError, match="fetch ml-1m"):
+        load_movielens("ml-1m", root, cache=False)  # download is off by default
+    assert calls == []
+    log = load_movielens("ml-1m", root, download=True, cache=False)
+    assert len(log) == 6 and len(calls) == 1
