@@ -19,6 +19,9 @@ from rectest.sim.scoring import normalize
 from rectest.sim.state import State
 
 UD_MAX_USERS = 4096
+# On CPU a chunk holds at most this many scores (32 MB in float32): temporaries below glibc's mmap threshold
+# are recycled by the allocator instead of being page-faulted in afresh for every chunk (2-3x faster).
+CPU_MAX_CHUNK_ELEMENTS = 1 << 23
 
 
 class Simulation:
@@ -35,7 +38,8 @@ class Simulation:
         seeds: one integer seed per replica.
         log_every: measures are recorded when ``t % log_every == 0`` and at the last step of :meth:`run`.
         chunk_size: at most ``chunk_size`` (replica, user) rows are scored at once, so no temporary holds
-            more than ``chunk_size * n`` scores (and pairwise measures at most ``chunk_size * n`` pairs).
+            more than ``chunk_size * n`` scores (and pairwise measures at most ``chunk_size * n`` pairs). On
+            CPU the chunk is further capped at ``CPU_MAX_CHUNK_ELEMENTS`` scores. Results do not depend on it.
         r_polarized: radius of the r-polarization flag.
         ud_max_users: UD is computed over an evenly strided subset of at most this many users (exact when
             ``m <= ud_max_users``), since all user pairs would cost ``m^2 d`` per logged step.
@@ -76,6 +80,8 @@ class Simulation:
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
+        if device.type == "cpu":
+            self.chunk_size = min(chunk_size, max(R, CPU_MAX_CHUNK_ELEMENTS // max(state.n, state.m)))
         self.ud_stride = math.ceil(state.m / ud_max_users)
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
