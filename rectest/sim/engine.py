@@ -80,8 +80,6 @@ class Simulation:
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
-        if device.type == "cpu":
-            self.chunk_size = min(chunk_size, max(R, CPU_MAX_CHUNK_ELEMENTS // max(state.n, state.m)))
         self.ud_stride = math.ceil(state.m / ud_max_users)
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
@@ -185,7 +183,7 @@ class Simulation:
         rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
         rr = torch.zeros_like(rd)
         creators_t = self.creators.transpose(1, 2)  # (R, d, n)
-        for a, b in M._row_chunks(m, R, self.chunk_size):
+        for a, b in M._row_chunks(m, R, self._chunk(self.creators.shape[1])):
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
@@ -199,9 +197,10 @@ class Simulation:
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""
-        cd, tp = M.pairwise_diversity_and_polarization(self.creators, self.chunk_size)
-        ud = M.user_diversity(self.users[:, :: self.ud_stride], self.chunk_size)
-        clusters = M.count_clusters(self.creators, chunk=self.chunk_size)
+        n, sample = self.creators.shape[1], self.users[:, :: self.ud_stride]
+        cd, tp = M.pairwise_diversity_and_polarization(self.creators, self._chunk(n))
+        ud = M.user_diversity(sample, self._chunk(sample.shape[1]))
+        clusters = M.count_clusters(self.creators, chunk=self._chunk(n))
         values = {
             M.CD: cd,
             M.RD: rd,
@@ -214,6 +213,12 @@ class Simulation:
         record = {name: values[name].detach().to("cpu", torch.float64) for name in M.MEASURES}
         record["step"] = torch.tensor(self.t)
         self._records.append(record)
+
+    def _chunk(self, width: int) -> int:
+        """Rows per chunk for ``(rows, width)`` temporaries (capped on CPU, see ``CPU_MAX_CHUNK_ELEMENTS``)."""
+        if self.users.device.type != "cpu":
+            return self.chunk_size
+        return min(self.chunk_size, max(self.replicas, CPU_MAX_CHUNK_ELEMENTS // width))
 
     def _mark_polarized(self, polarized: Tensor) -> None:
         """Set ``first_polarized_step`` where the ``(R,)`` flag holds at time t for the first time."""
