@@ -37,9 +37,9 @@ class Simulation:
         dynamics: update rules (scalars or per-replica lists of length ``R``).
         seeds: one integer seed per replica.
         log_every: measures are recorded when ``t % log_every == 0`` and at the last step of :meth:`run`.
-        chunk_size: at most ``chunk_size`` (replica, user) rows are scored at once, so no temporary holds
-            more than ``chunk_size * n`` scores (and pairwise measures at most ``chunk_size * n`` pairs). On
-            CPU the chunk is further capped at ``CPU_MAX_CHUNK_ELEMENTS`` scores. Results do not depend on it.
+        chunk_size: at most ``chunk_size`` users (in each replica) are scored at once, so no temporary holds
+            more than ``R * chunk_size * n`` scores (pairwise measures: ``R * chunk_size * n`` pairs). On
+            CPU a chunk is further capped at ``CPU_MAX_CHUNK_ELEMENTS`` scores. Results do not depend on it.
         r_polarized: radius of the r-polarization flag.
         ud_max_users: UD is computed over an evenly strided subset of at most this many users (exact when
             ``m <= ud_max_users``), since all user pairs would cost ``m^2 d`` per logged step.
@@ -183,7 +183,7 @@ class Simulation:
         rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
         rr = torch.zeros_like(rd)
         creators_t = self.creators.transpose(1, 2)  # (R, d, n)
-        for a, b in M._row_chunks(m, R, self._chunk(self.creators.shape[1])):
+        for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
@@ -218,7 +218,7 @@ class Simulation:
         """Rows per chunk for ``(rows, width)`` temporaries (capped on CPU, see ``CPU_MAX_CHUNK_ELEMENTS``)."""
         if self.users.device.type != "cpu":
             return self.chunk_size
-        return min(self.chunk_size, max(self.replicas, CPU_MAX_CHUNK_ELEMENTS // width))
+        return min(self.chunk_size, max(1, CPU_MAX_CHUNK_ELEMENTS // (self.replicas * width)))
 
     def _mark_polarized(self, polarized: Tensor) -> None:
         """Set ``first_polarized_step`` where the ``(R,)`` flag holds at time t for the first time."""

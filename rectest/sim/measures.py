@@ -2,8 +2,8 @@
 
 All functions take replica-batched tensors and return one value per replica, ``(R,)``.
 
-``chunk`` is the number of ``(replica, row)`` pairs processed at once, so a chunk holds at most
-``chunk * n`` pairwise values.
+``chunk`` is the number of rows processed at once (in every replica), so a chunk holds at most
+``R * chunk * n`` pairwise values.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ CLUSTER_COSINE = 1 - 1e-3
 DEFAULT_CHUNK = 8192
 
 
-def _row_chunks(rows: int, replicas: int, chunk: int) -> Iterator[tuple[int, int]]:
-    """``(start, stop)`` ranges of rows such that ``replicas * (stop - start) <= max(chunk, replicas)``."""
-    step = max(1, chunk // max(1, replicas))
+def _row_chunks(rows: int, chunk: int) -> Iterator[tuple[int, int]]:
+    """``(start, stop)`` ranges of at most ``chunk`` rows covering ``range(rows)``."""
+    step = max(1, chunk)
     for start in range(0, rows, step):
         yield start, min(rows, start + step)
 
@@ -41,7 +41,7 @@ def pairwise_diversity_and_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -
     R, n, _ = v.shape
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
-    for a, b in _row_chunks(n, R, chunk):
+    for a, b in _row_chunks(n, chunk):
         gram = v[:, a:b] @ v.transpose(1, 2)  # (R, c, n)
         abs_sum += gram.abs().sum((1, 2))
         dist = (2 - 2 * gram).clamp_min_(0).sqrt_()  # (R, c, n)
@@ -114,7 +114,7 @@ def count_clusters(v: Tensor, cosine: float = CLUSTER_COSINE, chunk: int = DEFAU
     labels = ids.expand(R, n).clone()  # (R, n) a node of the same component with index <= own
     while True:
         new = labels.clone()
-        for a, b in _row_chunks(n, R, chunk):
+        for a, b in _row_chunks(n, chunk):
             linked = (v[:, a:b] @ v.transpose(1, 2)) >= cosine  # (R, c, n)
             neighbour = torch.where(linked, labels.unsqueeze(1), n).amin(-1)  # (R, c)
             new[:, a:b] = torch.minimum(new[:, a:b], neighbour)

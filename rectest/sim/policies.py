@@ -202,10 +202,11 @@ class BoundPolicy:
     # -- base distributions -----------------------------------------------------------------------------
     def _softmax_weights(self, scores: Tensor, keep: Tensor | None, fallback: Tensor | None) -> Tensor:
         """``exp(beta (s - shift))`` on eligible creators, one-hot argmax for ``beta = inf``."""
-        # eligible scores stay in [-1, 1]; ineligible ones drop below -3 (used for max and argmax only)
-        masked = scores if keep is None else scores + (keep - 1) * 4  # (R, c, n)
+        masked = None
+        if keep is not None and (self.need_shift or self.any_inf):
+            masked = scores + (keep - 1) * 4  # (R, c, n): ineligible scores drop below -3 (max / argmax only)
         if self.need_shift:
-            shift = masked.amax(-1, keepdim=True)  # (R, c, 1): stable for any beta
+            shift = (scores if masked is None else masked).amax(-1, keepdim=True)  # (R, c, 1): stable
             shift = torch.where(self.beta > _NO_SHIFT_BETA, shift, torch.ones_like(shift))
         else:
             shift = 1.0  # cosine <= 1 and beta <= 40: the largest weight cannot underflow
@@ -215,7 +216,7 @@ class BoundPolicy:
         if fallback is not None:
             w = w * (1 - fallback) + fallback  # uniform over all creators where nothing is eligible
         if self.any_inf:
-            top = masked.argmax(-1, keepdim=True)  # (R, c, 1), the first maximum
+            top = (scores if masked is None else masked).argmax(-1, keepdim=True)  # (R, c, 1), first maximum
             onehot = torch.zeros_like(w).scatter_(-1, top, 1.0)
             if fallback is not None:
                 onehot = onehot * (1 - fallback) + fallback
