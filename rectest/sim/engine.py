@@ -186,6 +186,11 @@ class Simulation:
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
+            if self.policy.topk_only and not logged:
+                fast = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) or None on ties
+                if fast is not None:
+                    chosen[:, a:b] = fast
+                    continue
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
             chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")

@@ -126,6 +126,16 @@ class BoundPolicy:
         self.eps = column(eps, device, dtype) if any(e > 0 for e in eps) else None
         self.rho = column(rho, device, dtype) if any(r > 0 for r in rho) else None
         self.rho_iters, self.rho_tol = policy.rho_iters, policy.rho_tol
+        # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
+        self.topk_only = (
+            all(x < n for x in k)
+            and self.mmr is None
+            and self.tau is None
+            and self.eps is None
+            and self.rho is None
+            and not self.any_inf
+            and not self.need_shift
+        )
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
@@ -151,6 +161,32 @@ class BoundPolicy:
         """Normalised probabilities ``(R, c, n)`` for a chunk of users (see :meth:`weights`)."""
         w = self.weights(scores, creators)
         return w / w.sum(-1, keepdim=True)
+
+    def sample_top_k(self, scores: Tensor, uniforms: Tensor) -> Tensor | None:
+        """Pure top-k sampling from the k-lists only (``topk_only`` policies): the same inverse-CDF draw as
+        :meth:`weights` followed by ``sample_inverse_cdf`` (the list is put back in index order), up to
+        float rounding, without an ``exp`` and a cumulative sum over all ``n`` creators.
+
+        Args:
+            scores: ``(R, c, n)`` the policy's scores.
+            uniforms: ``(R, c)`` draws in ``[0, 1)``.
+
+        Returns:
+            ``(R, c)`` int64 creator indices, or None when a tie at some user's k-th score makes the
+            eligible set larger than ``k`` (the caller then uses the general path).
+        """
+        kmax = self.kmax
+        vals, idx = scores.topk(kmax + 1, dim=-1)  # (R, c, kmax + 1), sorted descending
+        k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
+        if bool((vals.gather(-1, k - 1) == vals.gather(-1, k)).any()):
+            return None
+        rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
+        w = torch.sub(vals[..., :kmax], 1.0).mul_(self.beta).exp_() * (rank < self.k)  # (R, c, kmax)
+        idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
+        cdf = w.gather(-1, order).cumsum(-1)  # (R, c, kmax)
+        target = uniforms.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]  # (R, c, 1)
+        pos = torch.searchsorted(cdf, target, right=True).clamp_max_(kmax - 1)  # (R, c, 1)
+        return idx.gather(-1, pos).squeeze(-1)
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:

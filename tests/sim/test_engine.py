@@ -8,7 +8,16 @@ import pytest
 import torch
 from sim_reference import update, user_probabilities
 
-from rectest.sim import MEASURES, Dynamics, Policy, Simulation, SimulationError, State, random_sphere
+from rectest.sim import (
+    MEASURES,
+    Dynamics,
+    Policy,
+    Simulation,
+    SimulationError,
+    State,
+    random_sphere,
+    sample_inverse_cdf,
+)
 
 
 def small_state(gen, R=1, m=12, n=6, d=4, dtype=torch.float64):
@@ -246,3 +255,24 @@ def test_cuda_matches_cpu_for_a_deterministic_policy(gen):
     )
     hist = sampled.run(20)
     assert hist["TP"].device.type == "cpu" and torch.isfinite(hist["TP"]).all()
+
+
+def test_pure_top_k_shortcut_draws_what_the_general_path_draws(gen):
+    state = small_state(gen, R=1, m=200, n=40, d=5, dtype=torch.float64)
+    policy = Policy(beta=[0.0, 1.0, 3.0], k=[1, 7, 39]).bind(3, 40, torch.device("cpu"), torch.float64)
+    assert policy.topk_only
+    scores = state.users.expand(3, -1, -1) @ state.creators.expand(3, -1, -1).transpose(1, 2)
+    u = torch.rand(3, 200, generator=gen, dtype=torch.float64)
+    general, _ = sample_inverse_cdf(policy.weights(scores, state.creators.expand(3, -1, -1)), u)
+    assert torch.equal(policy.sample_top_k(scores, u), general)
+    tied = scores.clone()
+    tied[0, 0, :2] = 2.0  # two creators share the top score of user 0: k = 1 must take the general path
+    assert policy.sample_top_k(tied, u) is None
+    # in the engine: unlogged steps take the shortcut, logged ones the general path; same trajectory
+    sims = [
+        Simulation(state, Policy(beta=1.0, k=5), Dynamics(), seeds=[3], log_every=every)
+        for every in (1, 10**6)
+    ]
+    for sim in sims:
+        sim.run(30)
+    assert torch.allclose(sims[0].users, sims[1].users, atol=1e-12)
