@@ -183,9 +183,17 @@ class Simulation:
         rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
         rr = torch.zeros_like(rd)
         creators_t = self.creators.transpose(1, 2)  # (R, d, n)
+        pol_creators_t = pol_creators.transpose(1, 2)  # (R, d', n)
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
+            if self.policy.plain_softmax and not logged:  # exp(beta s): beta folded into the matmul
+                w = torch.matmul(pol_users[:, a:b] * self.policy.beta, pol_creators_t).exp_()  # (R, c, n)
+                chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])
+                self._guard(
+                    torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights"
+                )
+                continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
-            seen = scores if oracle else pol_users[:, a:b] @ pol_creators.transpose(1, 2)  # (R, c, n)
+            seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
             if self.policy.topk_only and not logged:
                 fast = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) or None on ties
                 if fast is not None:

@@ -21,7 +21,8 @@ from torch import Tensor
 
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 
-# Below this beta, exp(beta * (s - 1)) cannot underflow in float32 (s >= -1), so the row max is not needed.
+# Up to this beta, exp(beta * s) for a cosine s lies in [e^-40, e^40]: no overflow or underflow in float32
+# (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
 _NO_SHIFT_BETA = 40.0
 _RHO_DAMPING = 0.5
 
@@ -126,6 +127,16 @@ class BoundPolicy:
         self.eps = column(eps, device, dtype) if any(e > 0 for e in eps) else None
         self.rho = column(rho, device, dtype) if any(r > 0 for r in rho) else None
         self.rho_iters, self.rho_tol = policy.rho_iters, policy.rho_tol
+        # plain softmax (nothing but a moderate beta): the engine folds beta into the score matmul
+        self.plain_softmax = (
+            self.kmax is None
+            and self.mmr is None
+            and self.tau is None
+            and self.eps is None
+            and self.rho is None
+            and not self.any_inf
+            and not self.need_shift
+        )
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
         self.topk_only = (
             all(x < n for x in k)
@@ -181,7 +192,7 @@ class BoundPolicy:
         if bool((vals.gather(-1, k - 1) == vals.gather(-1, k)).any()):
             return None
         rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
-        w = torch.sub(vals[..., :kmax], 1.0).mul_(self.beta).exp_() * (rank < self.k)  # (R, c, kmax)
+        w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
         idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
         cdf = w.gather(-1, order).cumsum(-1)  # (R, c, kmax)
         target = uniforms.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]  # (R, c, 1)
@@ -243,10 +254,10 @@ class BoundPolicy:
             masked = scores + (keep - 1) * 4  # (R, c, n): ineligible scores drop below -3 (max / argmax only)
         if self.need_shift:
             shift = (scores if masked is None else masked).amax(-1, keepdim=True)  # (R, c, 1): stable
-            shift = torch.where(self.beta > _NO_SHIFT_BETA, shift, torch.ones_like(shift))
+            shift = torch.where(self.beta > _NO_SHIFT_BETA, shift, torch.zeros_like(shift))
+            w = torch.sub(scores, shift).mul_(self.beta).exp_()  # (R, c, n), one temporary
         else:
-            shift = 1.0  # cosine <= 1 and beta <= 40: the largest weight cannot underflow
-        w = torch.sub(scores, shift).mul_(self.beta).exp_()  # (R, c, n), one temporary
+            w = torch.mul(scores, self.beta).exp_()  # (R, c, n): beta <= 40, no shift needed
         if keep is not None:
             w.mul_(keep)
         if fallback is not None:
