@@ -269,10 +269,8 @@ def test_pure_top_k_shortcut_draws_what_the_general_path_draws(gen):
     tied[0, 0, :2] = 2.0  # two creators share the top score of user 0: k = 1 must take the general path
     assert policy.sample_top_k(tied, u) is None
     # in the engine: unlogged steps take the shortcut, logged ones the general path; same trajectory
-    sims = [
-        Simulation(state, Policy(beta=1.0, k=5), Dynamics(), seeds=[3], log_every=every)
-        for every in (1, 10**6)
-    ]
-    for sim in sims:
-        sim.run(30)
-    assert torch.allclose(sims[0].users, sims[1].users, atol=1e-12)
+    for policy in (Policy(beta=1.0, k=5), Policy(beta=2.0)):  # top-k and plain-softmax shortcuts
+        sims = [Simulation(state, policy, Dynamics(), seeds=[3], log_every=every) for every in (1, 10**6)]
+        for sim in sims:
+            sim.run(30)
+        assert torch.allclose(sims[0].users, sims[1].users, atol=1e-12)
