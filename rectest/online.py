@@ -67,7 +67,9 @@ class OnlineRecommender:
         shown = torch.gather(true_creators, 1, creators.unsqueeze(-1).expand(-1, -1, true_creators.shape[-1]))
         y = (true_users * shown).sum(-1)  # (R, m) true scores of the shown creators
         if self.noise > 0:
-            y = y + self.noise * torch.randn(y.shape, generator=self.generator, device=y.device, dtype=y.dtype)
+            y = y + self.noise * torch.randn(
+                y.shape, generator=self.generator, device=y.device, dtype=y.dtype
+            )
         self.log_creators.append(creators.clone())
         self.log_feedback.append(y)
         if len(self.log_creators) > self.window:

@@ -129,4 +129,6 @@ def load_checkpoint(path: Path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (any failure means the file is unusable)
-        raise ConfigError(f"checkpoint {path}: cannot be read as a rectest checkpoint ({type(err).__name__})") from None
+        raise ConfigError(
+            f"checkpoint {path}: cannot be read as a rectest checkpoint ({type(err).__name__})"
+        ) from None

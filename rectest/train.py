@@ -6,10 +6,12 @@ line on stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
 import hydra
+from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rectest import config as _config  # noqa: F401  (registers the config schemas)
@@ -26,8 +28,16 @@ def main(cfg: DictConfig) -> None:
     try:
         run(cfg)
     except RectestError as err:
+        _discard_if_unused(Path(HydraConfig.get().runtime.output_dir))
         print(f"rectest: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+
+
+def _discard_if_unused(run_dir: Path) -> None:
+    """Remove a run folder that holds only Hydra's own files (bad input stopped the run before any work)."""
+    hydra_only = {".hydra", "train.log"}
+    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 if __name__ == "__main__":

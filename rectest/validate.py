@@ -47,7 +47,9 @@ def validate_values(values: dict[str, list[Any]], n_creators: int, d: int) -> No
     _check("fixed_dims", values["fixed_dims"], lambda v: 0 <= v < d, f"0 <= fixed_dims < d = {d}")
     _check("retrain_every", values["retrain_every"], lambda v: v >= 0, "retrain_every >= 0 (0 = never)")
     if any(v is not None for v in values["mmr_lambda"]) and all(v is None for v in values["k"]):
-        raise ConfigError("policy.mmr_lambda is set but policy.k is null: MMR re-ranking needs a list length k")
+        raise ConfigError(
+            "policy.mmr_lambda is set but policy.k is null: MMR re-ranking needs a list length k"
+        )
 
 
 def validate_choices(f: str, g: str, init: str, recommender: str, device: str, dtype: str) -> None:

@@ -35,7 +35,9 @@ def test_models_use_data_types_and_the_sim_scoring_only():
     for path in (PKG / "models").glob("*.py"):
         for name in _imports(path):
             if name.startswith("rectest."):
-                allowed = name.startswith(("rectest.models", "rectest.data", "rectest.sim.scoring", "rectest.errors"))
+                allowed = name.startswith(
+                    ("rectest.models", "rectest.data", "rectest.sim.scoring", "rectest.errors")
+                )
                 assert allowed, f"{path.name} imports {name}"
 
 

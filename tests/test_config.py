@@ -10,7 +10,10 @@ from omegaconf.errors import ConfigKeyError
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
-GROUPS = {g: sorted(p.stem for p in (CONF / g).glob("*.yaml")) for g in ("data", "model", "policy", "trainer", "logger")}
+GROUPS = {
+    g: sorted(p.stem for p in (CONF / g).glob("*.yaml"))
+    for g in ("data", "model", "policy", "trainer", "logger")
+}
 
 
 def test_primary_config_does_not_list_experiment():
@@ -37,7 +40,9 @@ def test_every_experiment_starts_as_global_package():
         assert first.strip() == "# @package _global_", name
 
 
-@pytest.mark.parametrize("override", ["sim.stpes=5", "policy.betta=2", "dynamics.eta=0.1", "logger.tensorbord=false"])
+@pytest.mark.parametrize(
+    "override", ["sim.stpes=5", "policy.betta=2", "dynamics.eta=0.1", "logger.tensorbord=false"]
+)
 def test_misspelt_key_is_an_error(override):
     with pytest.raises((ConfigCompositionException, ConfigKeyError)):
         compose_config([override])

@@ -1,0 +1,257 @@
+"""The whole testbed as one plain function: data -> train -> export -> simulate -> report.
+
+This is the only module that reads the Hydra config. Every other package takes plain arguments.
+
+Story of :func:`run`:
+  1. claim the run folder (new, or resume an interrupted run of the same config);
+  2. load the data option;
+  3. train the recommender and export unit-norm embeddings (skipped for bring-your-own embeddings and
+     on resume, where the exported embeddings are read back);
+  4. choose creators (the n most-rated items) and users (all, or a sample of m), build the initial state;
+  5. expand the sweep into replicas, validate every value, report the theorem's conditions;
+  6. run the batched simulation with logging, checkpoints and periodic retraining;
+  7. write summary.json, table.md, figures and TensorBoard summaries.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from rectest.errors import ConfigError, DataError, RectestError
+from rectest.rundir import RunFolder
+from rectest.sweep import Replica, expand, sweep_keys, swept_values
+from rectest.validate import theorem_conditions, validate_choices, validate_values
+
+log = logging.getLogger("rectest")
+
+
+@dataclass
+class Start:
+    """The simulation's starting point.
+
+    Attributes:
+        users: (m, d) unit-norm true user vectors.
+        creators: (n, d) unit-norm true creator vectors.
+        model_users: (m, d') the recommender's unit-norm user vectors (None without a trained model).
+        model_creators: (n, d') the recommender's unit-norm creator vectors.
+        user_ids: (m,) original ids of the simulated users.
+        creator_ids: (n,) original ids of the simulated creators.
+        train_metrics: the recommender's test metrics (empty without training).
+    """
+
+    users: np.ndarray
+    creators: np.ndarray
+    model_users: np.ndarray | None
+    model_creators: np.ndarray | None
+    user_ids: np.ndarray
+    creator_ids: np.ndarray
+    train_metrics: dict = field(default_factory=dict)
+
+
+def resolve_device(name: str) -> torch.device:
+    """``auto`` picks CUDA when present; ``cuda`` without CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("sim.device=cuda: CUDA is not available on this machine (use auto or cpu)")
+    return torch.device(name)
+
+
+def _hydra_run_dir() -> Path:
+    from hydra.core.hydra_config import HydraConfig
+
+    return Path(HydraConfig.get().runtime.output_dir)
+
+
+def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
+    """Run the configured pipeline and return its run folder.
+
+    Args:
+        cfg: the composed config (``conf/config.yaml`` plus overrides).
+        run_dir: where to write; defaults to Hydra's run folder.
+
+    Raises:
+        RectestError: bad input (a message naming the file or value and what was expected).
+    """
+    from rectest import simulate  # heavy imports after argument checks
+
+    sim_cfg = cfg.sim
+    validate_choices(
+        cfg.dynamics.f, cfg.dynamics.g, sim_cfg.init, sim_cfg.recommender, sim_cfg.device, sim_cfg.dtype
+    )
+    device = resolve_device(sim_cfg.device)
+    bundle = _load_data(cfg)  # 2. (before the folder is claimed: bad input leaves nothing behind)
+    n, d = _planned_sizes(cfg, bundle)
+    values = swept_values(cfg, n)  # 5. (checked before any work starts)
+    validate_values(values, n, d)
+    replicas = expand(values, list(sim_cfg.seeds))
+    keys = sweep_keys(values)
+    folder = RunFolder(Path(run_dir) if run_dir is not None else _hydra_run_dir())
+    resume = folder.claim(cfg)  # 1.
+    start = _prepare_start(cfg, bundle, folder, resume)  # 3. + 4.
+    _report_theorem(replicas, n)
+    settings = simulate.Settings(
+        steps=int(sim_cfg.steps),
+        log_every=int(sim_cfg.log_every),
+        checkpoint_every=int(sim_cfg.checkpoint_every),
+        chunk_size=int(sim_cfg.chunk_size),
+        r_polarized=float(sim_cfg.r_polarized),
+        dtype=torch.float64 if sim_cfg.dtype == "float64" else torch.float32,
+        device=device,
+        f=cfg.dynamics.f,
+        g=cfg.dynamics.g,
+        tanh_slope=float(cfg.dynamics.tanh_slope),
+        learned=sim_cfg.recommender == "learned",
+        window=int(sim_cfg.window),
+        feedback_noise=float(sim_cfg.feedback_noise),
+        warm_start_epochs=int(sim_cfg.warm_start_epochs),
+        tensorboard=bool(cfg.logger.tensorboard),
+        projector=bool(cfg.logger.projector),
+        figures=bool(cfg.logger.figures),
+        progress=bool(cfg.logger.progress),
+        title=_title(bundle, cfg, keys),
+        setting=bundle.name if bundle.name == "synthetic" or bundle.name.startswith("ml-") else None,
+    )
+    extra = {"theorem": [theorem_conditions(r.params, n) for r in replicas], "training": start.train_metrics}
+    simulate.simulate(start, replicas, keys, settings, folder, resume, extra)  # 6. + 7.
+    return folder.root
+
+
+def _title(bundle, cfg: DictConfig, keys: list[str]) -> str:
+    swept = f", {', '.join(keys)} swept" if keys else ""
+    return f"{bundle.name}: {cfg.policy.name} policy{swept}"
+
+
+def _load_data(cfg: DictConfig):
+    try:
+        bundle = instantiate(cfg.data)
+    except RectestError:
+        raise
+    except Exception as err:  # Hydra wraps the loader's own error
+        cause = err
+        while cause.__cause__ is not None:
+            cause = cause.__cause__
+        if isinstance(cause, RectestError):
+            raise cause from None
+        raise
+    return bundle
+
+
+def _report_theorem(replicas: list[Replica], n: int) -> None:
+    seen: set[tuple] = set()
+    for rep in replicas:
+        key = tuple(sorted(rep.params.items(), key=lambda kv: kv[0]))
+        if key in seen:
+            continue
+        seen.add(key)
+        cond = theorem_conditions(rep.params, n)
+        verdict = "satisfied" if cond["theorem_applies"] else "not satisfied"
+        swept = ", ".join(f"{k}={v}" for k, v in rep.params.items() if v is not None)
+        log.info("theorem conditions (p_ij > p0 > 0 and 0 < eta_u < eta_c/2 < 1/4) %s for %s", verdict, swept)
+
+
+def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
+    """(n creators, d dimensions) of the simulation, known before any training."""
+    if bundle.embeddings is not None:
+        if cfg.sim.recommender == "learned":
+            raise ConfigError(
+                "sim.recommender=learned needs a trained model; data=embeddings supports oracle only"
+            )
+        if cfg.sim.init == "truth":
+            raise ConfigError("sim.init=truth needs data=synthetic (a world with true vectors)")
+        users, creators = bundle.embeddings
+        n_all, d = creators.shape[0], creators.shape[1]
+    else:
+        n_all = bundle.interactions.num_items
+        if cfg.sim.init == "truth":
+            if bundle.world is None:
+                raise ConfigError(
+                    f"sim.init=truth needs data=synthetic; data={bundle.name} has no true vectors"
+                )
+            d = bundle.world.creators.shape[1]
+        else:
+            d = int(cfg.model.dim)
+    n_creators = cfg.sim.n_creators
+    if n_creators is not None and int(n_creators) < 1:
+        raise ConfigError(f"sim.n_creators={n_creators}: expected at least 1 (or null for all)")
+    if cfg.sim.n_users is not None and int(cfg.sim.n_users) < 1:
+        raise ConfigError(f"sim.n_users={cfg.sim.n_users}: expected at least 1 (or null for all)")
+    if int(cfg.sim.steps) < 1 or int(cfg.sim.log_every) < 1 or int(cfg.sim.checkpoint_every) < 0:
+        raise ConfigError(
+            f"sim.steps={cfg.sim.steps}, sim.log_every={cfg.sim.log_every}, "
+            f"sim.checkpoint_every={cfg.sim.checkpoint_every}: expected steps >= 1, log_every >= 1, checkpoint_every >= 0"
+        )
+    return (n_all if n_creators is None else min(int(n_creators), n_all)), d
+
+
+def _prepare_start(cfg: DictConfig, bundle, folder: RunFolder, resume: bool) -> Start:
+    """Train (or reload) the recommender and pick the simulated users and creators."""
+    if bundle.embeddings is not None:
+        users, creators = bundle.embeddings
+        n = (
+            creators.shape[0]
+            if cfg.sim.n_creators is None
+            else min(int(cfg.sim.n_creators), creators.shape[0])
+        )
+        m = users.shape[0] if cfg.sim.n_users is None else min(int(cfg.sim.n_users), users.shape[0])
+        return Start(users[:m], creators[:n], None, None, np.arange(m), np.arange(n))
+
+    from rectest import training
+
+    inter = bundle.interactions
+    if resume and training.has_export(folder.root):
+        user_vecs, item_vecs = training.load_export(folder.root)
+        metrics: dict = {}
+    else:
+        user_vecs, item_vecs, metrics = training.train_and_export(cfg, bundle, folder.root)
+    creator_idx = _most_rated(inter.item, inter.num_items, cfg.sim.n_creators)
+    user_idx = _sample_users(inter.num_users, cfg.sim.n_users, int(cfg.seed))
+    model_users, model_creators = user_vecs[user_idx], item_vecs[creator_idx]
+    if cfg.sim.init == "truth":
+        users, creators = bundle.world.users[user_idx], bundle.world.creators[creator_idx]
+    else:
+        users, creators = model_users, model_creators
+    return Start(
+        users=_unit(users),
+        creators=_unit(creators),
+        model_users=_unit(model_users),
+        model_creators=_unit(model_creators),
+        user_ids=inter.user_ids[user_idx],
+        creator_ids=inter.item_ids[creator_idx],
+        train_metrics=metrics,
+    )
+
+
+def _unit(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    if not np.all(np.isfinite(x)) or np.any(norms == 0):
+        raise DataError("exported embeddings contain a zero or non-finite vector; the model did not train")
+    return (x / norms).astype(np.float32)
+
+
+def _most_rated(items: np.ndarray, num_items: int, n_creators) -> np.ndarray:
+    """Indices of the n most-rated items (ties broken by index), in descending count order."""
+    counts = np.bincount(items, minlength=num_items)
+    order = np.lexsort((np.arange(num_items), -counts))
+    n = num_items if n_creators is None else min(int(n_creators), num_items)
+    return order[:n]
+
+
+def _sample_users(num_users: int, n_users, seed: int) -> np.ndarray:
+    if n_users is None or int(n_users) >= num_users:
+        return np.arange(num_users)
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(num_users, size=int(n_users), replace=False))
+
+
+def config_yaml(cfg: DictConfig) -> str:
+    """The resolved config as YAML (for logs and hparams)."""
+    return OmegaConf.to_yaml(cfg, resolve=True)

@@ -1,0 +1,269 @@
+"""Drive one batched simulation: the loop around the engine, its logs, checkpoints and final report.
+
+Plain arguments only (the pipeline reads the config). Story of :func:`simulate`:
+  1. build the engine's state, policy and dynamics (one replica per swept value and seed);
+  2. resume from ``checkpoint.pt`` when the run was interrupted;
+  3. each step: (learned recommender) score with the platform's embeddings; step the engine; log the
+     feedback and retrain when due; every ``FLUSH_SECONDS`` and before each checkpoint, append the new
+     metric rows to metrics.csv (flushed to disk) and TensorBoard; checkpoint every ``checkpoint_every``
+     steps (a resumed run drops the rows logged after its checkpoint, so none is lost or duplicated);
+  4. write summary.json, table.md, figures and TensorBoard summaries; print a console summary.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from tqdm.auto import tqdm
+
+from rectest.online import OnlineRecommender
+from rectest.report.console import console_summary
+from rectest.report.frames import history_frame
+from rectest.report.metrics_log import MetricsLog, read_metrics
+from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
+from rectest.report.summary import write_summary
+from rectest.report.values import MEASURES, REPLICA, SEED, STEP
+from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
+from rectest.sim import Dynamics, Policy, Simulation, State
+from rectest.sweep import Replica
+
+log = logging.getLogger("rectest")
+
+FLUSH_SECONDS = (
+    2.0  # new metric rows reach metrics.csv and TensorBoard at least this often (and at checkpoints)
+)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything the loop needs besides the starting vectors and the replicas."""
+
+    steps: int
+    log_every: int
+    checkpoint_every: int
+    chunk_size: int
+    r_polarized: float
+    dtype: torch.dtype
+    device: torch.device
+    f: str
+    g: str
+    tanh_slope: float
+    learned: bool
+    window: int
+    feedback_noise: float
+    warm_start_epochs: int
+    tensorboard: bool
+    projector: bool
+    figures: bool
+    progress: bool
+    title: str
+    setting: str | None  # "synthetic" or an "ml-*" release: which of the paper's tables to show beside ours
+
+
+def _policy_values(replicas: list[Replica], key: str, off: float | None) -> Any:
+    """Per-replica values of one policy key; None when off everywhere, ``off`` where off for some."""
+    vals = [r.params[key] for r in replicas]
+    if all(v is None for v in vals):
+        return None
+    return [off if v is None else v for v in vals]
+
+
+def build_simulation(start, replicas: list[Replica], settings: Settings) -> Simulation:
+    """The engine for these replicas, every one starting from the same vectors."""
+    R, n = len(replicas), start.creators.shape[0]
+    as_t = lambda x: torch.as_tensor(x, dtype=settings.dtype, device=settings.device)  # noqa: E731
+    state = State(as_t(start.users).expand(R, -1, -1).clone(), as_t(start.creators).expand(R, -1, -1).clone())
+    policy = Policy(
+        beta=[r.params["beta"] for r in replicas],
+        k=_policy_values(replicas, "k", n),  # k = n is no truncation
+        tau=_policy_values(replicas, "tau", -1.0),  # tau = -1 admits every creator
+        eps=[r.params["eps"] for r in replicas],
+        rho=[r.params["rho"] for r in replicas],
+        mmr_lambda=_policy_values(replicas, "mmr_lambda", 1.0),  # lambda = 1 is plain relevance
+    )
+    dynamics = Dynamics(
+        eta_u=[r.params["eta_u"] for r in replicas],
+        eta_c=[r.params["eta_c"] for r in replicas],
+        f=settings.f,
+        g=settings.g,
+        fixed_dims=[int(r.params["fixed_dims"]) for r in replicas],
+        tanh_slope=settings.tanh_slope,
+    )
+    return Simulation(
+        state,
+        policy,
+        dynamics,
+        seeds=[r.seed for r in replicas],
+        log_every=settings.log_every,
+        chunk_size=settings.chunk_size,
+        r_polarized=settings.r_polarized,
+    )
+
+
+def simulate(
+    start,
+    replicas: list[Replica],
+    keys: list[str],
+    settings: Settings,
+    folder: RunFolder,
+    resume: bool,
+    extra: dict,
+) -> dict:
+    """Run (or resume) the simulation and write every output of the run folder.
+
+    Args:
+        start: the starting vectors (:class:`rectest.pipeline.Start`).
+        replicas: one per swept value and seed.
+        keys: the swept keys (metrics.csv columns).
+        settings: the loop's settings.
+        folder: the run folder.
+        resume: continue from ``checkpoint.pt``.
+        extra: entries added to summary.json (training metrics, theorem conditions).
+
+    Returns:
+        The summary written to ``summary.json``.
+    """
+    sim = build_simulation(start, replicas, settings)  # 1.
+    params = [{k: r.params[k] for k in keys} for r in replicas]
+    seeds = [r.seed for r in replicas]
+    online = _online(start, replicas, settings)
+    every = torch.tensor([int(r.params["retrain_every"]) for r in replicas], device=settings.device)
+    pairs = _error_pairs(start, settings)
+    columns = [STEP, REPLICA, SEED, *keys, *MEASURES]
+    rows_done = 0
+    if resume:  # 2.
+        ck = load_checkpoint(folder.checkpoint)
+        sim.load_state_dict(ck["sim"])
+        if online is not None:
+            online.load_state_dict(ck["online"])
+        rows_done = int(ck["history_rows"])
+        metrics = MetricsLog.open_for_resume(
+            folder.metrics, last_step=int(ck["last_logged_step"]), columns=columns
+        )
+        log.info("resuming %s at step %d", folder.root, sim.t)
+    else:
+        metrics = MetricsLog(folder.metrics, columns)
+    writers = _tensorboard(folder, keys, replicas, settings, purge_step=sim.t if resume else None)
+    if writers is not None and not resume and settings.projector:
+        writers.projector(sim.users, sim.creators, 0, start)
+    flushed = time.monotonic()
+    bar = tqdm(
+        total=settings.steps, initial=sim.t, desc="simulate", unit="step", disable=not settings.progress
+    )
+    try:
+        while sim.t < settings.steps:  # 3.
+            sim._force_log = sim.t == settings.steps - 1  # the last step is always logged
+            if online is not None:
+                before = (
+                    sim.users,
+                    sim.creators,
+                )  # time-t vectors (the engine replaces, never mutates, them)
+                shown = sim.step(*online.vectors())
+                online.observe(shown, *before)
+                due = (every > 0) & (sim.t % every.clamp(min=1) == 0)
+                if bool(due.any()):
+                    online.retrain(due)
+                    _log_retrain(folder, sim.t, online.rmse(sim.users, sim.creators, pairs), seeds, params)
+            else:
+                sim.step()
+            due_checkpoint = settings.checkpoint_every and sim.t % settings.checkpoint_every == 0
+            if due_checkpoint or sim.t == settings.steps or time.monotonic() - flushed > FLUSH_SECONDS:
+                rows_done = _flush_rows(sim, rows_done, params, seeds, metrics, writers)
+                flushed = time.monotonic()
+            if due_checkpoint and sim.t < settings.steps:
+                _checkpoint(folder, sim, online, rows_done)
+            bar.update(1)
+    finally:
+        bar.close()
+        metrics.close()
+    return _finish(folder, sim, start, keys, settings, writers, extra)  # 4.
+
+
+def _online(start, replicas: list[Replica], settings: Settings) -> OnlineRecommender | None:
+    if not settings.learned:
+        return None
+    as_t = lambda x: torch.as_tensor(x, dtype=settings.dtype, device=settings.device)  # noqa: E731
+    return OnlineRecommender(
+        as_t(start.model_users),
+        as_t(start.model_creators),
+        replicas=len(replicas),
+        window=settings.window,
+        noise=settings.feedback_noise,
+        epochs=max(1, settings.warm_start_epochs) * 50,
+        seed=replicas[0].seed,
+    )
+
+
+def _error_pairs(start, settings: Settings, count: int = 4096) -> torch.Tensor:
+    """A fixed sample of (user, creator) pairs on which the learned model's error is logged."""
+    g = torch.Generator().manual_seed(12345)
+    m, n = start.users.shape[0], start.creators.shape[0]
+    pairs = torch.stack([torch.randint(m, (count,), generator=g), torch.randint(n, (count,), generator=g)], 1)
+    return pairs.to(settings.device)
+
+
+def _log_retrain(
+    folder: RunFolder, step: int, rmse: torch.Tensor, seeds: list[int], params: list[dict]
+) -> None:
+    new = not folder.retrain_log.exists()
+    with open(folder.retrain_log, "a", newline="") as fh:
+        w = csv.writer(fh)
+        if new:
+            w.writerow(["step", "replica", "seed", *params[0].keys(), "rmse"])
+        for r, value in enumerate(rmse.tolist()):
+            w.writerow([step, r, seeds[r], *params[r].values(), value])
+
+
+def _flush_rows(sim, done: int, params, seeds, metrics: MetricsLog, writers) -> int:
+    """Append the history rows not yet written; return the new count."""
+    hist = sim.history
+    total = int(hist[STEP].numel())
+    if total == done:
+        return done
+    chunk = {k: v[done:] for k, v in hist.items()}
+    frame = history_frame(chunk, params, seeds)
+    metrics.append_frame(frame)
+    if writers is not None:
+        writers.scalars(frame)
+    return total
+
+
+def _checkpoint(folder: RunFolder, sim, online, rows_done: int) -> None:
+    hist = sim.history
+    last = int(hist[STEP][-1]) if hist[STEP].numel() else -1
+    state = {"sim": sim.state_dict(), "history_rows": rows_done, "last_logged_step": last}
+    if online is not None:
+        state["online"] = online.state_dict()
+    save_checkpoint(folder.checkpoint, state)
+
+
+def _tensorboard(folder: RunFolder, keys, replicas, settings: Settings, purge_step: int | None):
+    if not settings.tensorboard:
+        return None
+    from rectest.report.tensorboard import SimWriters
+
+    return SimWriters(folder.tensorboard, keys, purge_step=purge_step)
+
+
+def _finish(folder: RunFolder, sim, start, keys: list[str], settings: Settings, writers, extra: dict) -> dict:
+    frame = read_metrics(folder.metrics, keys)
+    summary = write_run_reports(frame, keys, folder.root, settings.title, settings.setting, settings.figures)
+    summary["horizon"] = settings.steps
+    summary.update(extra)
+    write_summary(summary, folder.summary)
+    if writers is not None:
+        if settings.figures:
+            writers.figure(folder.figures / MEASURES_FIGURE)
+        if settings.projector:
+            writers.projector(sim.users, sim.creators, sim.t, start)
+        writers.hparams(summary)
+        writers.close()
+    folder.checkpoint.unlink(missing_ok=True)
+    print(console_summary(summary, keys))
+    print(f"run folder: {folder.root}")
+    return summary
