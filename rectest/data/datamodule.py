@@ -29,8 +29,19 @@ FEEDBACKS = (EXPLICIT, IMPLICIT)
 EVAL_USERS_PER_BATCH = 1024
 
 
+def _shard() -> tuple[int, int]:
+    """(rank, world size) of this process under torch.distributed, (0, 1) otherwise."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        return torch.distributed.get_rank(), torch.distributed.get_world_size()
+    return 0, 1
+
+
 class _Batches(IterableDataset):
-    """Shuffled (or sequential) mini-batches of rating rows; reshuffled with a new seed every epoch."""
+    """Shuffled (or sequential) mini-batches of rating rows; reshuffled with a new seed every epoch.
+
+    Under data-parallel training every process draws the same permutation and takes every world-th batch;
+    shuffled (training) epochs drop the last few batches so every process runs the same number of steps.
+    """
 
     def __init__(self, columns: dict[str, Tensor], batch_size: int, seed: int | None) -> None:
         super().__init__()
@@ -40,8 +51,15 @@ class _Batches(IterableDataset):
         self.epoch = 0
         self.rows = len(next(iter(columns.values())))
 
+    def _starts(self) -> range:
+        rank, world = _shard()
+        total = (self.rows + self.batch_size - 1) // self.batch_size
+        if self.seed is not None:
+            total -= total % world
+        return range(rank * self.batch_size, total * self.batch_size, world * self.batch_size)
+
     def __len__(self) -> int:
-        return (self.rows + self.batch_size - 1) // self.batch_size
+        return len(self._starts())
 
     def _order(self) -> Tensor | None:
         if self.seed is None:
@@ -52,7 +70,7 @@ class _Batches(IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
         order = self._order()
-        for start in range(0, self.rows, self.batch_size):
+        for start in self._starts():
             if order is None:
                 yield {k: v[start : start + self.batch_size] for k, v in self.columns.items()}
             else:
@@ -117,11 +135,15 @@ class _RankingBatches(IterableDataset):
         self.target, self.exclude = target, exclude
         self.users_per_batch = users_per_batch
 
+    def _starts(self) -> range:
+        rank, world = _shard()
+        return range(rank * self.users_per_batch, len(self.users), world * self.users_per_batch)
+
     def __len__(self) -> int:
-        return (len(self.users) + self.users_per_batch - 1) // self.users_per_batch
+        return len(self._starts())
 
     def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        for start in range(0, len(self.users), self.users_per_batch):
+        for start in self._starts():
             users = self.users[start : start + self.users_per_batch]
             yield {"user": users, "target": self.target.dense(users), "exclude": self.exclude.dense(users)}
 

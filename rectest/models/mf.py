@@ -1,0 +1,116 @@
+"""Biased matrix factorisation: ``r_hat(u, i) = mu + b_u + b_i + <p_u, q_i>``.
+
+For the simulation, a user is represented by its factor vector ``p_u`` and an item (creator) by ``q_i``,
+both normalised to unit length (:meth:`MatrixFactorization.user_vectors`). The biases and the global mean
+are not part of the exported vectors: they shift a user's scores by a constant (``mu + b_u``) or encode
+popularity (``b_i``), which the dual-influence model has no place for.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+SCORE_DOT = "dot"
+
+
+class MatrixFactorization(nn.Module):
+    """Biased MF for explicit ratings (MSE) or implicit feedback (BPR / sampled softmax).
+
+    Args:
+        num_users: number of user indices.
+        num_items: number of item indices.
+        dim: factor dimension d.
+        global_mean: initial value of ``mu`` (the training mean rating for explicit feedback, 0 for implicit).
+        init_std: standard deviation of the Gaussian initialisation of the factors.
+    """
+
+    score_kind: str = SCORE_DOT
+
+    def __init__(
+        self,
+        num_users: int,
+        num_items: int,
+        dim: int = 16,
+        global_mean: float = 0.0,
+        init_std: float = 0.01,
+    ) -> None:
+        super().__init__()
+        self.user_factors = nn.Embedding(num_users, dim)  # (m, d)
+        self.item_factors = nn.Embedding(num_items, dim)  # (n, d)
+        self.user_bias = nn.Embedding(num_users, 1)  # (m, 1)
+        self.item_bias = nn.Embedding(num_items, 1)  # (n, 1)
+        self.global_mean = nn.Parameter(torch.tensor(float(global_mean)))
+        nn.init.normal_(self.user_factors.weight, std=init_std)
+        nn.init.normal_(self.item_factors.weight, std=init_std)
+        nn.init.zeros_(self.user_bias.weight)
+        nn.init.zeros_(self.item_bias.weight)
+
+    @property
+    def num_items(self) -> int:
+        return self.item_factors.num_embeddings
+
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        """Predicted rating (or implicit score) of user-item pairs.
+
+        Args:
+            user: (B,) user indices.
+            item: (B,) or (B, k) item indices.
+
+        Returns:
+            Scores with the shape of ``item``.
+        """
+        p = self.user_factors(user)  # (B, d)
+        q = self.item_factors(item)  # (B, d) or (B, k, d)
+        bu = self.user_bias(user).squeeze(-1)  # (B,)
+        bi = self.item_bias(item).squeeze(-1)  # (B,) or (B, k)
+        if item.dim() == 2:
+            dot = torch.einsum("bd,bkd->bk", p, q)  # (B, k)
+            bu = bu.unsqueeze(-1)
+        else:
+            dot = (p * q).sum(-1)  # (B,)
+        return self.global_mean + bu + bi + dot
+
+    def score_matrix(self, user: Tensor, item: Tensor) -> Tensor:
+        """Scores of every (user, item) combination: (B,) users x (N,) items -> (B, N)."""
+        dot = self.user_factors(user) @ self.item_factors(item).T  # (B, N)
+        return self.global_mean + self.user_bias(user) + self.item_bias(item).T + dot
+
+    def score_all(self, user: Tensor) -> Tensor:
+        """Scores of every item for a batch of users (the model's own full-ranking score).
+
+        Args:
+            user: (B,) user indices.
+
+        Returns:
+            (B, n) scores; ranking by a row equals ranking by :meth:`forward`.
+        """
+        dot = self.user_factors(user) @ self.item_factors.weight.T  # (B, n)
+        return self.global_mean + self.user_bias(user) + self.item_bias.weight.T + dot
+
+    def penalty(self, user: Tensor, item: Tensor) -> Tensor:
+        """Per-example squared norm of the parameters a batch touches (classic MF regulariser).
+
+        Args:
+            user: (B,) user indices.
+            item: (B,) or (B, k) item indices.
+
+        Returns:
+            Scalar: mean over the batch of ``|p_u|^2 + |q_i|^2 + b_u^2 + b_i^2`` (items summed over k).
+        """
+        per_user = self.user_factors(user).pow(2).sum(-1) + self.user_bias(user).squeeze(-1).pow(2)  # (B,)
+        per_item = self.item_factors(item).pow(2).sum(-1) + self.item_bias(item).squeeze(-1).pow(2)
+        if per_item.dim() == 2:
+            per_item = per_item.sum(-1)  # (B,)
+        return (per_user + per_item).mean()
+
+    @torch.no_grad()
+    def user_vectors(self) -> Tensor:
+        """(m, d) unit-norm user factor vectors ``p_u / |p_u|`` (the users of the simulation)."""
+        return F.normalize(self.user_factors.weight.detach(), dim=-1)
+
+    @torch.no_grad()
+    def item_vectors(self) -> Tensor:
+        """(n, d) unit-norm item factor vectors ``q_i / |q_i|`` (the creators of the simulation)."""
+        return F.normalize(self.item_factors.weight.detach(), dim=-1)

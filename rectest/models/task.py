@@ -1,0 +1,207 @@
+"""One LightningModule that trains any recommender network (MF or two-tower).
+
+The network is injected (``RecommenderTask(net, ...)``) and must provide::
+
+    forward(user (B,), item (B,) or (B, k)) -> scores of the same shape as item
+    score_matrix(user (B,), item (N,)) -> (B, N)
+    score_all(user (B,)) -> (B, n)          # full ranking (cosine nets: rectest.sim.scoring.cosine_scores)
+    user_vectors() -> (m, d), item_vectors() -> (n, d)   # unit-norm, for export
+    penalty(user, item) -> scalar           # optional, per-example L2 of touched parameters
+
+Losses: "mse" (explicit ratings), "bpr" (pairwise, over sampled negatives) and "softmax" (cross-entropy of
+the positive against the sampled negatives and, with ``in_batch=True``, the other positives of the batch).
+"""
+
+from __future__ import annotations
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from rectest.data.datamodule import EXPLICIT, FEEDBACKS, IMPLICIT
+from rectest.errors import ConfigError
+from rectest.models.metrics import ranking_metrics
+
+LOSS_MSE = "mse"
+LOSS_BPR = "bpr"
+LOSS_SOFTMAX = "softmax"
+LOSSES = {EXPLICIT: (LOSS_MSE,), IMPLICIT: (LOSS_BPR, LOSS_SOFTMAX)}
+
+OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+
+TAG_TRAIN_LOSS = "train/loss"
+TAG_RMSE = "rmse"
+TAG_MAE = "mae"
+
+
+def recall_tag(k: int) -> str:
+    return f"recall@{k}"
+
+
+def ndcg_tag(k: int) -> str:
+    return f"ndcg@{k}"
+
+
+class RecommenderTask(pl.LightningModule):
+    """Trains an injected recommender network and evaluates it.
+
+    Args:
+        net: the network (see the module docstring for the interface).
+        feedback: "explicit" or "implicit".
+        loss: "mse" (explicit), "bpr" or "softmax" (implicit).
+        lr: Adam learning rate.
+        weight_decay: Adam (coupled L2) weight decay on all parameters.
+        l2: weight of the net's per-example penalty (MF's classic regulariser); 0 = off.
+        temperature: implicit losses divide scores by it (cosine scores need well below 1).
+        in_batch: softmax loss also uses the batch's other positives as negatives.
+        k: list length of the ranking metrics.
+        lr_decay: the learning rate is multiplied by it after every epoch (1 = constant).
+        optimizer: "adam", "sgd" or "adagrad" (SGD's lr multiplies the batch-mean gradient).
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        feedback: str = EXPLICIT,
+        loss: str = LOSS_MSE,
+        lr: float = 1e-2,
+        weight_decay: float = 0.0,
+        l2: float = 0.0,
+        temperature: float = 1.0,
+        in_batch: bool = False,
+        k: int = 10,
+        lr_decay: float = 1.0,
+        optimizer: str = "adam",
+    ) -> None:
+        super().__init__()
+        if feedback not in FEEDBACKS:
+            raise ConfigError(f"model.feedback={feedback!r}: expected one of {FEEDBACKS}")
+        if loss not in LOSSES[feedback]:
+            raise ConfigError(
+                f"model.task.loss={loss!r} with feedback={feedback!r}: expected one of {LOSSES[feedback]}"
+            )
+        if temperature <= 0 or lr <= 0 or k < 1 or not 0 < lr_decay <= 1:
+            raise ConfigError(
+                f"temperature={temperature}, lr={lr}, k={k}, lr_decay={lr_decay}: expected positive values, lr_decay <= 1"
+            )
+        if optimizer not in OPTIMIZERS:
+            raise ConfigError(f"model.task.optimizer={optimizer!r}: expected one of {tuple(OPTIMIZERS)}")
+        self.save_hyperparameters(ignore=["net"])
+        self.net = net
+        self.feedback = feedback
+        self.loss_name = loss
+        self.register_buffer("rating_range", torch.tensor([float("-inf"), float("inf")]))
+        self._sums: dict[str, Tensor] = {}
+
+    # ----------------------------------------------------------------- set-up
+    @property
+    def monitor(self) -> tuple[str, str]:
+        """(metric tag, "min" | "max") that early stopping and checkpoints follow."""
+        if self.feedback == EXPLICIT:
+            return f"val/{TAG_RMSE}", "min"
+        return f"val/{ndcg_tag(self.hparams.k)}", "max"
+
+    def on_fit_start(self) -> None:
+        """Explicit feedback: start the global bias at the training mean; clip predictions to the rating range."""
+        dm = getattr(self.trainer, "datamodule", None)
+        if self.feedback == EXPLICIT and dm is not None:
+            ratings = torch.as_tensor(dm.split.train.rating)
+            self.rating_range.copy_(torch.stack([ratings.min(), ratings.max()]).float())
+            mean = getattr(self.net, "global_mean", None)
+            if isinstance(mean, nn.Parameter):
+                with torch.no_grad():
+                    mean.fill_(float(ratings.float().mean()))
+
+    def configure_optimizers(self) -> dict:
+        opt = OPTIMIZERS[self.hparams.optimizer](
+            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
+        )
+        schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.hparams.lr_decay)
+        return {"optimizer": opt, "lr_scheduler": schedule}
+
+    # ----------------------------------------------------------------- training
+    def predict_ratings(self, user: Tensor, item: Tensor) -> Tensor:
+        """(B,) users, (B,) items -> (B,) predicted ratings clipped to the training rating range."""
+        return self.net(user, item).clamp(self.rating_range[0], self.rating_range[1])
+
+    def _implicit_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        user, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        t = self.hparams.temperature
+        if self.loss_name == LOSS_BPR:
+            pos_s = self.net(user, pos)  # (B,)
+            neg_s = self.net(user, neg)  # (B, k)
+            return -F.logsigmoid((pos_s.unsqueeze(-1) - neg_s) / t).mean()
+        parts = []
+        if self.hparams.in_batch:
+            logits = self.net.score_matrix(user, pos)  # (B, B); the diagonal holds the positives
+            same = pos.unsqueeze(0) == pos.unsqueeze(1)  # (B, B) accidental hits
+            same.fill_diagonal_(False)
+            parts.append(logits.masked_fill(same, float("-inf")))
+        else:
+            parts.append(self.net(user, pos).unsqueeze(-1))  # (B, 1)
+        if neg.shape[-1] > 0:
+            parts.append(self.net(user, neg))  # (B, k)
+        logits = torch.cat(parts, dim=-1) / t  # (B, B + k) or (B, 1 + k)
+        label = (
+            torch.arange(len(user), device=user.device) if self.hparams.in_batch else torch.zeros_like(user)
+        )
+        return F.cross_entropy(logits, label)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        if self.feedback == EXPLICIT:
+            user, item = batch["user"], batch["item"]
+            loss = F.mse_loss(self.net(user, item), batch["rating"])
+        else:
+            user, item = batch["user"], torch.cat([batch["pos"].unsqueeze(-1), batch["neg"]], dim=-1)
+            loss = self._implicit_loss(batch)
+        self.log(TAG_TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(user))
+        if self.hparams.l2 > 0 and hasattr(self.net, "penalty"):
+            loss = loss + self.hparams.l2 * self.net.penalty(user, item)
+        return loss
+
+    # ----------------------------------------------------------------- evaluation
+    def _accumulate(self, values: dict[str, Tensor]) -> None:
+        for name, v in values.items():
+            self._sums[name] = self._sums.get(name, torch.zeros((), device=v.device)) + v.detach()
+
+    def _eval_step(self, batch: dict[str, Tensor]) -> None:
+        if self.feedback == EXPLICIT:
+            err = self.predict_ratings(batch["user"], batch["item"]) - batch["rating"]  # (B,)
+            self._accumulate(
+                {"sq": err.pow(2).sum(), "abs": err.abs().sum(), "n": err.new_tensor(float(len(err)))}
+            )
+            return
+        scores = self.net.score_all(batch["user"])  # (B, n)
+        recall, ndcg = ranking_metrics(scores, batch["target"], batch["exclude"], self.hparams.k)
+        self._accumulate(
+            {"recall": recall.sum(), "ndcg": ndcg.sum(), "n": recall.new_tensor(float(len(recall)))}
+        )
+
+    def _eval_end(self, stage: str) -> None:
+        s, self._sums = self._sums, {}
+        names = ("sq", "abs", "n") if self.feedback == EXPLICIT else ("recall", "ndcg", "n")
+        zero = torch.zeros((), device=self.device)
+        # sum over data-parallel processes (identity in a single process)
+        s = {name: self.trainer.strategy.reduce(s.get(name, zero), reduce_op="sum") for name in names}
+        if float(s["n"]) == 0:
+            return
+        n = s["n"]
+        if self.feedback == EXPLICIT:
+            metrics = {TAG_RMSE: (s["sq"] / n).sqrt(), TAG_MAE: s["abs"] / n}
+        else:
+            k = self.hparams.k
+            metrics = {recall_tag(k): s["recall"] / n, ndcg_tag(k): s["ndcg"] / n}
+        self.log_dict({f"{stage}/{name}": v for name, v in metrics.items()}, prog_bar=stage == "val")
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_end("val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch)
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_end("test")
