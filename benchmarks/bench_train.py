@@ -1,0 +1,212 @@
+"""MF training throughput (ratings per second per epoch) and accuracy, side by side with Surprise's SVD.
+
+Prints two tables:
+
+1. MovieLens-100K, predefined folds (default u1): rectest MF with the shipped ``conf/model/mf.yaml`` (train on
+   95% of ``uX.base``, 5% for early stopping) against Surprise SVD with its defaults (100 factors, 20 epochs,
+   trained on all of ``uX.base``). Ratings/s = training rows x epochs / training time (validation excluded).
+2. A synthetic 20M-rating log (138,493 users x 26,744 items, like ML-20M): one epoch of rectest MF on CPU
+   at a few batch sizes.
+
+Surprise is not a dependency: it is pip-installed into the running interpreter when missing (pass
+--no-surprise to skip it).
+
+Usage:
+    .venv/bin/python benchmarks/bench_train.py [--folds u1 u2 ...] [--synthetic-rows 20000000] [--no-surprise]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import importlib
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from hydra import compose, initialize_config_dir
+from hydra.utils import instantiate
+
+import rectest.config  # noqa: F401
+from rectest.data.datamodule import InteractionDataModule
+from rectest.data.interactions import Interactions, Split
+from rectest.data.movielens import load_ml100k_fold
+from rectest.models.fit import fit
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("RECTEST_SHARED_DATA", REPO.parent / "shared" / "data" / "movielens"))
+VAL_FRACTION = 0.05
+
+
+class EpochTimer(pl.Callback):
+    """Wall time of each training epoch (validation excluded)."""
+
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self._start = 0.0
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._start = time.perf_counter()
+
+    def on_train_batch_end(self, *args: object) -> None:
+        self._last = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.times.append(self._last - self._start)
+
+
+def make_trainer(timer: EpochTimer, max_epochs: int, **kwargs: object) -> pl.Trainer:
+    callbacks = [*kwargs.pop("callbacks", []), timer]
+    return pl.Trainer(
+        max_epochs=max_epochs,
+        accelerator="cpu",
+        devices=1,
+        deterministic=True,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        callbacks=callbacks,
+        **kwargs,
+    )
+
+
+def rectest_mf(split: Split, run_dir: Path, batch_size: int | None = None, max_epochs: int = 50) -> dict:
+    """Train the shipped MF config on a split; return throughput and test RMSE."""
+    with initialize_config_dir(config_dir=str(REPO / "conf"), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["model=mf"])
+    pl.seed_everything(0, verbose=False)
+    train = split.train
+    net = instantiate(cfg.model.net, num_users=train.num_users, num_items=train.num_items)
+    task = instantiate(cfg.model.task)(net=net)
+    bs = batch_size or int(cfg.model.batch_size)
+    dm = InteractionDataModule(split, "explicit", bs, 0, 0)
+    timer = EpochTimer()
+    t0 = time.perf_counter()
+    metrics = fit(
+        task, dm, functools.partial(make_trainer, timer, max_epochs), run_dir, int(cfg.model.patience)
+    )
+    total = time.perf_counter() - t0
+    train_time = sum(timer.times)
+    return {
+        "rows": len(train),
+        "epochs": len(timer.times),
+        "batch": bs,
+        "rate": len(train) * len(timer.times) / train_time,
+        "train_s": train_time,
+        "total_s": total,
+        "rmse": metrics.get("test/rmse", float("nan")),
+    }
+
+
+def ensure_surprise() -> object | None:
+    try:
+        return importlib.import_module("surprise")
+    except ImportError:
+        print("installing scikit-surprise into this interpreter (benchmark-only dependency) ...", flush=True)
+        done = subprocess.run([sys.executable, "-m", "pip", "install", "-q", "scikit-surprise"], check=False)
+        if done.returncode != 0:
+            print("scikit-surprise failed to install/build; its column is left out")
+            return None
+        return importlib.import_module("surprise")
+
+
+def surprise_svd(surprise: object, fold: str) -> dict:
+    """Surprise SVD (defaults) trained on all of uX.base, tested on uX.test."""
+    folder = SHARED / "ml-100k"
+    reader = surprise.Reader("ml-100k")
+    data = surprise.Dataset.load_from_folds(
+        [(str(folder / f"{fold}.base"), str(folder / f"{fold}.test"))], reader
+    )
+    trainset, testset = next(surprise.model_selection.PredefinedKFold().split(data))
+    algo = surprise.SVD(random_state=0)
+    t0 = time.perf_counter()
+    algo.fit(trainset)
+    train_time = time.perf_counter() - t0
+    rmse = surprise.accuracy.rmse(algo.test(testset), verbose=False)
+    epochs = algo.n_epochs
+    return {
+        "rows": trainset.n_ratings,
+        "epochs": epochs,
+        "batch": 1,
+        "rate": trainset.n_ratings * epochs / train_time,
+        "train_s": train_time,
+        "total_s": train_time,
+        "rmse": rmse,
+    }
+
+
+def synthetic_log(rows: int, seed: int = 0) -> Split:
+    """ML-20M-sized random log: Zipf-like item popularity, ratings from a rank-8 model rounded to half stars."""
+    m, n, d = 138_493, 26_744, 8
+    gen = torch.Generator().manual_seed(seed)
+    user = torch.randint(m, (rows,), generator=gen)
+    popularity = 1.0 / torch.arange(1, n + 1, dtype=torch.float64) ** 0.8  # (n,)
+    cdf = torch.cumsum(popularity / popularity.sum(), 0)
+    item = torch.searchsorted(cdf, torch.rand(rows, generator=gen, dtype=torch.float64)).clamp_max(n - 1)
+    u, v = torch.randn(m, d, generator=gen) / d**0.5, torch.randn(n, d, generator=gen)
+    rating = (3.5 + (u[user] * v[item]).sum(-1) + 0.5 * torch.randn(rows, generator=gen)).clamp(0.5, 5.0)
+    rating = (rating * 2).round() / 2
+    log = Interactions(
+        user.numpy(),
+        item.numpy(),
+        rating.float().numpy(),
+        None,
+        np.arange(m),
+        np.arange(n),
+        name="synthetic-20M",
+    )
+    empty = log.take(np.zeros(0, dtype=np.int64))
+    return Split(train=log, val=empty, test=empty)
+
+
+def row(name: str, r: dict) -> str:
+    return (
+        f"| {name} | {r['rows']:,} | {r['batch']} | {r['epochs']} | {r['rate']:,.0f} | {r['train_s']:.1f} | "
+        f"{r['total_s']:.1f} | {r['rmse']:.4f} |"
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--folds", nargs="+", default=["u1"])
+    parser.add_argument("--synthetic-rows", type=int, default=20_000_000)
+    parser.add_argument("--synthetic-batches", type=int, nargs="+", default=[16_384, 65_536])
+    parser.add_argument("--no-surprise", action="store_true")
+    parser.add_argument("--out", default="/tmp/rectest-bench-train")
+    args = parser.parse_args()
+    logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
+    logging.getLogger("lightning").setLevel(logging.ERROR)
+    out = Path(args.out)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, CPU")
+    header = "| model | train rows | batch | epochs | ratings/s per epoch | train s | total s | test RMSE |\n|---|---:|---:|---:|---:|---:|---:|---:|"
+    surprise = None if args.no_surprise else ensure_surprise()
+    if (SHARED / "ml-100k" / "u1.base").exists():
+        print("\n## MovieLens-100K predefined folds (same machine, same run)\n")
+        print(header)
+        for fold in args.folds:
+            split = load_ml100k_fold(fold, SHARED, val_fraction=VAL_FRACTION, cache=False)
+            print(row(f"rectest MF ({fold})", rectest_mf(split, out / fold)), flush=True)
+            if surprise is not None:
+                print(row(f"Surprise SVD ({fold})", surprise_svd(surprise, fold)), flush=True)
+    else:
+        print(f"(ml-100k not found under {SHARED}; set RECTEST_SHARED_DATA)")
+    if args.synthetic_rows > 0:
+        print(
+            f"\n## Synthetic {args.synthetic_rows:,}-rating log, one epoch (138,493 users x 26,744 items)\n"
+        )
+        print(header)
+        split = synthetic_log(args.synthetic_rows)
+        for bs in args.synthetic_batches:
+            print(
+                row("rectest MF", rectest_mf(split, out / f"synthetic-{bs}", batch_size=bs, max_epochs=1)),
+                flush=True,
+            )
+
+
+if __name__ == "__main__":
+    main()
