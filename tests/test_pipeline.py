@@ -1,0 +1,123 @@
+"""The whole testbed end to end, in tiny configurations: every experiment runs and writes its outputs."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+from rectest.errors import ConfigError
+from rectest.pipeline import run
+from tests.conftest import CONF, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
+QUIET = ["logger.progress=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2"]
+
+
+def tiny(experiment: str, *extra: str) -> list[str]:
+    return [f"+experiment={experiment}", "sim.steps=6", "sim.seeds=[0,1]", "sim.checkpoint_every=0", *QUIET, *extra]
+
+
+def _parse_table(path: Path) -> dict[str, dict[str, float]]:
+    """table.md -> {first cell: {measure: mean}} for the CD..TP columns."""
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    out = {}
+    for line in lines[2:]:
+        cells = [c.strip() for c in line.strip("|").split("|")]
+        out[cells[0]] = {m: float(re.split(r" ± ", cells[header.index(m)])[0]) for m in ("CD", "RD", "RR", "TP")}
+    return out
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_every_experiment_runs_tiny(experiment, tmp_path):
+    folder = run(compose_config(tiny(experiment, "logger.tensorboard=false", "logger.projector=false")), tmp_path / "run")
+    summary = json.loads((folder / "summary.json").read_text())
+    metrics = pd.read_csv(folder / "metrics.csv")
+    replicas = metrics["replica"].nunique()
+    assert len(metrics) == 6 * replicas  # log_every=1: one row per step and replica
+    assert metrics[["CD", "RD", "RR", "TP"]].notna().all().all()
+    assert (metrics["TP"] <= 1 + 1e-6).all() and (metrics["RD"] >= -1e-6).all()
+    figures = list((folder / "figures").glob("*.png"))
+    assert figures and all(p.stat().st_size > 5000 for p in figures)
+    # table.md agrees with summary.json
+    table = _parse_table(folder / "table.md")
+    assert len(table) == len(summary["groups"])
+    for group, row in zip(summary["groups"], table.values(), strict=True):
+        for measure in ("CD", "RD", "RR", "TP"):
+            assert row[measure] == pytest.approx(group["final"][measure]["mean"], abs=6e-4)
+    assert (folder / "embeddings" / "users.npz").exists()
+
+
+def test_tensorboard_has_sim_scalars_per_swept_value(tmp_path):
+    folder = run(compose_config(tiny("topk")), tmp_path / "run")
+    runs = sorted(p for p in (folder / "tb").iterdir() if p.is_dir() and p.name.startswith("k="))
+    assert [p.name for p in runs] == ["k=1", "k=10", "k=5", "k=50"]
+    metrics = pd.read_csv(folder / "metrics.csv")
+    for run_dir in runs:
+        acc = EventAccumulator(str(run_dir))
+        acc.Reload()
+        tags = acc.Tags()["scalars"]
+        assert {"sim/CD", "sim/RD", "sim/RR", "sim/TP"} <= set(tags)
+        k = int(run_dir.name.split("=")[1])
+        events = acc.Scalars("sim/TP")
+        assert [e.step for e in events] == list(range(6))
+        expected = metrics[metrics["k"] == k].groupby("step")["TP"].mean()
+        assert [e.value for e in events] == pytest.approx(list(expected), abs=1e-6)
+
+
+def test_a_finished_run_is_never_overwritten(tmp_path):
+    cfg = compose_config(tiny("beta", "logger=none"))
+    folder = run(cfg, tmp_path / "run")
+    before = (folder / "metrics.csv").read_bytes()
+    with pytest.raises(ConfigError, match="finished run"):
+        run(cfg, tmp_path / "run")
+    other = compose_config(tiny("beta", "logger=none", "policy.beta=[0,2]"))
+    with pytest.raises(ConfigError, match="different configuration"):
+        run(other, tmp_path / "run")
+    assert (folder / "metrics.csv").read_bytes() == before
+
+
+def test_bad_values_are_refused_before_any_work(tmp_path):
+    for override, message in [
+        ("policy.beta=-1", "policy.beta"),
+        ("policy.k=0", "policy.k"),
+        ("policy.tau=1.5", "policy.tau"),
+        ("policy.eps=2", "policy.eps"),
+        ("dynamics.eta_u=0", "dynamics.eta_u"),
+        ("dynamics.eta_c=1.5", "dynamics.eta_c"),
+        ("dynamics.fixed_dims=64", "dynamics.fixed_dims"),
+        ("dynamics.g=cube", "dynamics.g"),
+        ("sim.init=truth", None),  # valid on synthetic data: must not raise here
+    ]:
+        cfg = compose_config(["logger=none", "sim.steps=1", "sim.seeds=[0]", *QUIET, override])
+        if message is None:
+            continue
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            run(cfg, tmp_path / "bad")
+        assert not (tmp_path / "bad").exists(), f"{override} left a run folder behind"
+
+
+def test_init_truth_starts_from_the_synthetic_world(tmp_path):
+    folder = run(compose_config(tiny("topk", "logger=none", "sim.init=truth")), tmp_path / "run")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    first = metrics[metrics["step"] == 0]
+    # i.i.d. uniform world, d=10, n=50: CD(0) ~ 1.395 and TP(0) ~ 0.2735 (spec section 6), one world for all replicas
+    assert first["CD"].nunique() == 1 and first["CD"].iloc[0] == pytest.approx(1.395, abs=0.05)
+    assert first["TP"].iloc[0] == pytest.approx(0.2735, abs=0.05)
+
+
+def test_bring_your_own_embeddings(tmp_path):
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "emb.npz"
+    np.savez(path, users=rng.normal(size=(30, 4)), creators=rng.normal(size=(12, 4)))
+    cfg = compose_config(["data=embeddings", f"data.path={path}", "logger=none", "sim.steps=4", "sim.seeds=[0]", *QUIET])
+    folder = run(cfg, tmp_path / "run")
+    metrics = pd.read_csv(folder / "metrics.csv")
+    assert len(metrics) == 4 and not (folder / "embeddings").exists()
