@@ -29,3 +29,31 @@ def test_inverse_cdf_is_monotone_in_the_uniform(gen):
     u = torch.linspace(0, 0.999, 500)
     idx, _ = sample_inverse_cdf(w.expand(500, -1), u)
     assert (idx[1:] >= idx[:-1]).all() and idx[0] == 0 and idx[-1] == 29
+
+
+def test_two_level_sampling_of_long_rows(gen):
+    n, N = 1000, 100_000
+    w = torch.rand(n, generator=gen, dtype=torch.float64) ** 4
+    w[::3] = 0.0  # a third of the creators are ineligible
+    w[-40:] = 0.0  # including the whole tail block
+    u = torch.rand(N, generator=gen, dtype=torch.float64)
+    idx, total = sample_inverse_cdf(w.expand(N, -1), u)
+    assert torch.allclose(total, w.sum().expand(N, 1))
+    assert (w[idx] > 0).all()
+    cdf = w.cumsum(0)  # the one-level inverse CDF, by hand
+    reference = torch.searchsorted(cdf, (u * cdf[-1]).contiguous(), right=True)
+    assert (idx == reference).double().mean() > 0.9999  # equal but for float rounding at boundaries
+    counts = torch.bincount(idx, minlength=n).double()
+    p = w / w.sum()
+    big = p * N > 20  # chi-square over the well-populated cells
+    chi2 = ((counts[big] - N * p[big]) ** 2 / (N * p[big])).sum().item()
+    dof = int(big.sum()) - 1
+    assert chi2 < dof + 5 * (2 * dof) ** 0.5
+
+
+def test_u_next_to_one_never_lands_on_a_trailing_zero():
+    w = torch.zeros(2, 300)
+    w[:, 5] = 1.0
+    w[1, 150] = 2.0
+    idx, _ = sample_inverse_cdf(w, torch.tensor([1 - 2**-24, 1 - 2**-24]))
+    assert idx.tolist() == [5, 150]
