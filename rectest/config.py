@@ -58,6 +58,9 @@ class SimConfig:
     chunk_size: int = 8192  # users per chunk when scoring (bounds the m x n memory)
     checkpoint_every: int = 100  # steps between state checkpoints (0 = never)
     r_polarized: float = 0.05  # radius of the r-polarization flag
+    threads: Any = (
+        None  # CPU threads for torch; null = 1 for small problems (threads cost more than they gain)
+    )
 
 
 @dataclass

@@ -8,6 +8,7 @@ Contract (design.md section 3): ``.hydra/``, ``tb/``, ``metrics.csv``, ``summary
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
@@ -86,9 +87,23 @@ class RunFolder:
                     f"run folder {self.root} holds a finished run; choose another run_name "
                     "(runs never overwrite each other)"
                 )
-            return self.checkpoint.exists()
+            if self.checkpoint.exists():
+                return True
+            self._clear_partial()  # killed before its first checkpoint: start again from nothing
+            return False
         atomic_write_text(self.config, mine)
         return False
+
+    def _clear_partial(self) -> None:
+        """Remove what an attempt that never checkpointed left behind (keeps the config and Hydra's files)."""
+        keep = {self.config.name, ".hydra", "train.log"}
+        for path in self.root.iterdir():
+            if path.name in keep:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
 
 
 def _comparable(cfg: DictConfig) -> str:

@@ -13,6 +13,7 @@ Plain arguments only (the pipeline reads the config). Story of :func:`simulate`:
 from __future__ import annotations
 
 import csv
+import io
 import logging
 import time
 from dataclasses import dataclass
@@ -28,7 +29,7 @@ from rectest.report.metrics_log import MetricsLog, read_metrics
 from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
 from rectest.report.summary import write_summary
 from rectest.report.values import MEASURES, REPLICA, SEED, STEP
-from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
+from rectest.rundir import RunFolder, atomic_write_text, load_checkpoint, save_checkpoint
 from rectest.sim import Dynamics, Policy, Simulation, State
 from rectest.sweep import Replica
 
@@ -142,6 +143,7 @@ def simulate(
         if online is not None:
             online.load_state_dict(ck["online"])
         rows_done = int(ck["history_rows"])
+        _truncate_retrain_log(folder, sim.t)
         metrics = MetricsLog.open_for_resume(
             folder.metrics, last_step=int(ck["last_logged_step"]), columns=columns
         )
@@ -217,6 +219,18 @@ def _log_retrain(
             w.writerow(["step", "replica", "seed", *params[0].keys(), "rmse"])
         for r, value in enumerate(rmse.tolist()):
             w.writerow([step, r, seeds[r], *params[r].values(), value])
+
+
+def _truncate_retrain_log(folder: RunFolder, step: int) -> None:
+    """Drop retrain.csv rows written after the checkpoint at ``step`` (the resumed run writes them again)."""
+    if not folder.retrain_log.exists():
+        return
+    with open(folder.retrain_log, newline="") as fh:
+        rows = list(csv.reader(fh))
+    kept = rows[:1] + [r for r in rows[1:] if len(r) == len(rows[0]) and int(r[0]) <= step]
+    buf = io.StringIO()
+    csv.writer(buf).writerows(kept)
+    atomic_write_text(folder.retrain_log, buf.getvalue())
 
 
 def _flush_rows(sim, done: int, params, seeds, metrics: MetricsLog, writers) -> int:

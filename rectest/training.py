@@ -6,6 +6,7 @@ itself takes plain arguments.
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -21,16 +22,20 @@ from rectest.models.fit import fit
 
 log = logging.getLogger("rectest")
 
+METRICS_FILE = "test_metrics.json"  # the recommender's test metrics, beside the exported vectors
+
 
 def has_export(run_dir: Path) -> bool:
     """Whether an earlier (interrupted) attempt of this run already exported its embeddings."""
     return (Path(run_dir) / EMBEDDINGS_FOLDER / USERS_FILE).is_file()
 
 
-def load_export(run_dir: Path) -> tuple[np.ndarray, np.ndarray]:
-    """The exported unit-norm (users (num_users, d), items (num_items, d)) of a run folder."""
+def load_export(run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """The exported unit-norm users (num_users, d), items (num_items, d) and test metrics of a run folder."""
     emb = load_exported(run_dir)
-    return emb.user_vectors.numpy(), emb.item_vectors.numpy()
+    path = Path(run_dir) / EMBEDDINGS_FOLDER / METRICS_FILE
+    metrics = json.loads(path.read_text()) if path.is_file() else {}
+    return emb.user_vectors.numpy(), emb.item_vectors.numpy(), metrics
 
 
 def train_and_export(
@@ -54,6 +59,6 @@ def train_and_export(
     )
     metrics = fit(task, datamodule, instantiate(cfg.trainer), run_dir, patience=int(cfg.model.patience))
     export_embeddings(net, inter, run_dir)
+    (Path(run_dir) / EMBEDDINGS_FOLDER / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     log.info("trained %s: %s", type(net).__name__, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
-    users, items = load_export(run_dir)
-    return users, items, metrics
+    return load_export(run_dir)

@@ -1,0 +1,64 @@
+"""A run killed with SIGKILL and started again with the same command ends bit-identical to an uninterrupted one."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+ARGS = [
+    "+experiment=retraining",  # the learned recommender's state must survive the restart too
+    "sim.steps=120",
+    "sim.seeds=[0,1]",
+    "sim.checkpoint_every=10",
+    "sim.retrain_every=[0,7]",
+    "logger.progress=false",
+    "logger.figures=false",
+    "logger.projector=false",
+    "trainer.enable_progress_bar=false",
+    "trainer.max_epochs=2",
+]
+
+
+def _command(run_dir: Path) -> list[str]:
+    return [sys.executable, "-m", "rectest.train", *ARGS, f"hydra.run.dir={run_dir}"]
+
+
+def _run(run_dir: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(_command(run_dir), cwd=REPO, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.slow
+def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
+    ref = tmp_path / "ref"
+    done = _run(ref)
+    assert done.returncode == 0, done.stderr[-2000:]
+
+    killed = tmp_path / "killed"
+    proc = subprocess.Popen(_command(killed), cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 300
+    while not (
+        killed / "checkpoint.pt"
+    ).exists():  # wait for a checkpoint, then kill at a random point after it
+        assert proc.poll() is None, "the run ended before its first checkpoint"
+        assert time.monotonic() < deadline
+        time.sleep(0.05)
+    time.sleep(random.uniform(0.0, 0.5))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (killed / "summary.json").exists(), "the run finished before it was killed"
+
+    again = _run(killed)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (killed / "metrics.csv").read_bytes() == (ref / "metrics.csv").read_bytes()
+    assert (killed / "summary.json").read_bytes() == (ref / "summary.json").read_bytes()
+    assert (killed / "retrain.csv").read_text() == (ref / "retrain.csv").read_text()
+    assert not (killed / "checkpoint.pt").exists()
