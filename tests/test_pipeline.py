@@ -19,7 +19,14 @@ QUIET = ["logger.progress=false", "trainer.enable_progress_bar=false", "trainer.
 
 
 def tiny(experiment: str, *extra: str) -> list[str]:
-    return [f"+experiment={experiment}", "sim.steps=6", "sim.seeds=[0,1]", "sim.checkpoint_every=0", *QUIET, *extra]
+    return [
+        f"+experiment={experiment}",
+        "sim.steps=6",
+        "sim.seeds=[0,1]",
+        "sim.checkpoint_every=0",
+        *QUIET,
+        *extra,
+    ]
 
 
 def _parse_table(path: Path) -> dict[str, dict[str, float]]:
@@ -29,13 +36,18 @@ def _parse_table(path: Path) -> dict[str, dict[str, float]]:
     out = {}
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        out[cells[0]] = {m: float(re.split(r" ± ", cells[header.index(m)])[0]) for m in ("CD", "RD", "RR", "TP")}
+        out[cells[0]] = {
+            m: float(re.split(r" ± ", cells[header.index(m)])[0]) for m in ("CD", "RD", "RR", "TP")
+        }
     return out
 
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_every_experiment_runs_tiny(experiment, tmp_path):
-    folder = run(compose_config(tiny(experiment, "logger.tensorboard=false", "logger.projector=false")), tmp_path / "run")
+    folder = run(
+        compose_config(tiny(experiment, "logger.tensorboard=false", "logger.projector=false")),
+        tmp_path / "run",
+    )
     summary = json.loads((folder / "summary.json").read_text())
     metrics = pd.read_csv(folder / "metrics.csv")
     replicas = metrics["replica"].nunique()
@@ -117,7 +129,9 @@ def test_bring_your_own_embeddings(tmp_path):
     rng = np.random.default_rng(0)
     path = tmp_path / "emb.npz"
     np.savez(path, users=rng.normal(size=(30, 4)), creators=rng.normal(size=(12, 4)))
-    cfg = compose_config(["data=embeddings", f"data.path={path}", "logger=none", "sim.steps=4", "sim.seeds=[0]", *QUIET])
+    cfg = compose_config(
+        ["data=embeddings", f"data.path={path}", "logger=none", "sim.steps=4", "sim.seeds=[0]", *QUIET]
+    )
     folder = run(cfg, tmp_path / "run")
     metrics = pd.read_csv(folder / "metrics.csv")
     assert len(metrics) == 4 and not (folder / "embeddings").exists()
