@@ -83,3 +83,33 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+def build(node: Any, what: str, **kwargs: Any) -> Any:
+    """``hydra.utils.instantiate`` with user errors made plain.
+
+    A :class:`~rectest.errors.RectestError` raised inside the target is re-raised as it is; a bad or
+    misspelt argument in a ``_target_`` node becomes a :class:`~rectest.errors.ConfigError` naming the node.
+
+    Args:
+        node: the config node with a ``_target_``.
+        what: the node's key for messages (``data``, ``model.net``, ``trainer``).
+        **kwargs: values filled in at run time (``num_users=...``).
+    """
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from rectest.errors import ConfigError, RectestError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as err:
+        cause: BaseException | None = err
+        while cause is not None and not isinstance(cause, RectestError):
+            cause = cause.__cause__
+        if cause is not None:
+            raise cause from None
+        lines = [
+            ln.strip() for ln in str(err).splitlines() if ln.strip() and not ln.strip().startswith("full_key")
+        ]
+        raise ConfigError(f"{what}: {' '.join(lines) or type(err).__name__}") from None

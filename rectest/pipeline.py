@@ -21,10 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from rectest.errors import ConfigError, DataError, RectestError
+from rectest.config import build
+from rectest.errors import ConfigError, DataError
 from rectest.rundir import RunFolder
 from rectest.sweep import Replica, expand, sweep_keys, swept_values
 from rectest.validate import theorem_conditions, validate_choices, validate_values
@@ -80,7 +80,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     Raises:
         RectestError: bad input (a message naming the file or value and what was expected).
     """
-    from rectest import simulate  # heavy imports after argument checks
+    from rectest import simulate, training  # heavy imports after the cheap checks
 
     sim_cfg = cfg.sim
     validate_choices(
@@ -96,9 +96,10 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     _set_threads(
         sim_cfg.threads, len(replicas) * n * (bundle.interactions.num_users if bundle.interactions else 1)
     )
+    todo = None if bundle.embeddings is not None else training.plan(cfg, bundle)
     folder = RunFolder(Path(run_dir) if run_dir is not None else _hydra_run_dir())
     resume = folder.claim(cfg)  # 1.
-    start = _prepare_start(cfg, bundle, folder, resume)  # 3. + 4.
+    start = _prepare_start(cfg, bundle, todo, folder, resume)  # 3. + 4.
     _report_theorem(replicas, n)
     settings = simulate.Settings(
         steps=int(sim_cfg.steps),
@@ -150,18 +151,7 @@ def _title(bundle, cfg: DictConfig, keys: list[str]) -> str:
 
 
 def _load_data(cfg: DictConfig):
-    try:
-        bundle = instantiate(cfg.data)
-    except RectestError:
-        raise
-    except Exception as err:  # Hydra wraps the loader's own error
-        cause = err
-        while cause.__cause__ is not None:
-            cause = cause.__cause__
-        if isinstance(cause, RectestError):
-            raise cause from None
-        raise
-    return bundle
+    return build(cfg.data, "data")
 
 
 def _report_theorem(replicas: list[Replica], n: int) -> None:
@@ -211,7 +201,7 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
     return (n_all if n_creators is None else min(int(n_creators), n_all)), d
 
 
-def _prepare_start(cfg: DictConfig, bundle, folder: RunFolder, resume: bool) -> Start:
+def _prepare_start(cfg: DictConfig, bundle, todo, folder: RunFolder, resume: bool) -> Start:
     """Train (or reload) the recommender and pick the simulated users and creators."""
     if bundle.embeddings is not None:
         users, creators = bundle.embeddings
@@ -223,13 +213,11 @@ def _prepare_start(cfg: DictConfig, bundle, folder: RunFolder, resume: bool) -> 
         m = users.shape[0] if cfg.sim.n_users is None else min(int(cfg.sim.n_users), users.shape[0])
         return Start(users[:m], creators[:n], None, None, np.arange(m), np.arange(n))
 
-    from rectest import training
-
     inter = bundle.interactions
     if resume and training.has_export(folder.root):
         user_vecs, item_vecs, metrics = training.load_export(folder.root)
     else:
-        user_vecs, item_vecs, metrics = training.train_and_export(cfg, bundle, folder.root)
+        user_vecs, item_vecs, metrics = training.train_and_export(todo, bundle, folder.root)
     creator_idx = _most_rated(inter.item, inter.num_items, cfg.sim.n_creators)
     user_idx = _sample_users(inter.num_users, cfg.sim.n_users, int(cfg.seed))
     model_users, model_creators = user_vecs[user_idx], item_vecs[creator_idx]

@@ -1,7 +1,7 @@
 """Entry point: ``python -m rectest.train [group=option ...] [+experiment=NAME] [key=value ...]``.
 
 A thin Hydra wrapper around :func:`rectest.pipeline.run`. User errors (bad files, bad values) end with one
-line on stderr and exit status 2, never a traceback.
+line on stderr and exit status 2, never a traceback; a simulation stopped by the NaN/Inf guard exits 3.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from omegaconf import DictConfig
 
 from rectest import config as _config  # noqa: F401  (registers the config schemas)
 from rectest.errors import RectestError
+from rectest.sim import SimulationError
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 
@@ -31,6 +32,9 @@ def main(cfg: DictConfig) -> None:
         _discard_if_unused(Path(HydraConfig.get().runtime.output_dir))
         print(f"rectest: error: {err}", file=sys.stderr)
         sys.exit(err.exit_code)
+    except SimulationError as err:  # the NaN/Inf guard: names the step and the replicas
+        print(f"rectest: simulation stopped: {err}", file=sys.stderr)
+        sys.exit(3)
 
 
 def _discard_if_unused(run_dir: Path) -> None:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
-from hydra.utils import instantiate
 from omegaconf import DictConfig
 
+from rectest.config import build
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule
 from rectest.models.export import EMBEDDINGS_FOLDER, USERS_FILE, export_embeddings, load_exported
@@ -38,18 +40,22 @@ def load_export(run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return emb.user_vectors.numpy(), emb.item_vectors.numpy(), metrics
 
 
-def train_and_export(
-    cfg: DictConfig, bundle: DataBundle, run_dir: Path
-) -> tuple[np.ndarray, np.ndarray, dict]:
-    """Fit ``cfg.model`` on the bundle's split with ``cfg.trainer``; export unit-norm embeddings.
+@dataclass
+class Plan:
+    """A built but untrained recommender: the task (with its net), its data and the Trainer factory."""
 
-    Returns:
-        (users (num_users, d), items (num_items, d), test metrics).
-    """
+    task: pl.LightningModule
+    datamodule: InteractionDataModule
+    make_trainer: Callable[..., pl.Trainer]
+    patience: int
+
+
+def plan(cfg: DictConfig, bundle: DataBundle) -> Plan:
+    """Build ``cfg.model`` and ``cfg.trainer`` for the bundle (cheap; bad arguments fail here, before any work)."""
     inter = bundle.interactions
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    net = instantiate(cfg.model.net, num_users=inter.num_users, num_items=inter.num_items)
-    task = instantiate(cfg.model.task)(net=net)
+    net = build(cfg.model.net, "model.net", num_users=inter.num_users, num_items=inter.num_items)
+    task = build(cfg.model.task, "model.task")(net=net)
     datamodule = InteractionDataModule(
         bundle.split,
         feedback=str(cfg.model.feedback),
@@ -57,8 +63,18 @@ def train_and_export(
         num_negatives=int(cfg.model.num_negatives),
         seed=int(cfg.seed),
     )
-    metrics = fit(task, datamodule, instantiate(cfg.trainer), run_dir, patience=int(cfg.model.patience))
-    export_embeddings(net, inter, run_dir)
+    return Plan(task, datamodule, build(cfg.trainer, "trainer"), int(cfg.model.patience))
+
+
+def train_and_export(todo: Plan, bundle: DataBundle, run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit the planned recommender (early stopping on validation) and export unit-norm embeddings.
+
+    Returns:
+        (users (num_users, d), items (num_items, d), test metrics).
+    """
+    metrics = fit(todo.task, todo.datamodule, todo.make_trainer, run_dir, patience=todo.patience)
+    net = todo.task.net
+    export_embeddings(net, bundle.interactions, run_dir)
     (Path(run_dir) / EMBEDDINGS_FOLDER / METRICS_FILE).write_text(json.dumps(metrics, indent=2))
     log.info("trained %s: %s", type(net).__name__, ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()))
     return load_export(run_dir)

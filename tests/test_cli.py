@@ -1,0 +1,43 @@
+"""The command line as a user meets it: bad input ends with one clear line, exit status 2, no traceback, no folder."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import REPO
+
+
+def _train(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
+    run_dir = tmp_path / "run"
+    cmd = [sys.executable, "-m", "rectest.train", *overrides, f"hydra.run.dir={run_dir}", "sim.steps=2"]
+    return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["policy.beta=-1"], "policy.beta=-1.0"),
+        (["policy=topk", "policy.k=[1,500]"], "policy.k=500"),
+        (["policy=threshold", "policy.tau=2"], "policy.tau=2.0"),
+        (["dynamics.fixed_dims=64"], "dynamics.fixed_dims=64"),
+        (["data=ml-100k", "data.path=/nonexistent/folder", "data.download=false"], "/nonexistent/folder"),
+        (["data=embeddings", "data.path=/nonexistent/emb.npz"], "/nonexistent/emb.npz"),
+        (["+data.colour=red"], "colour"),
+        (["model.task.lr=-1"], "lr=-1"),
+    ],
+)
+def test_user_errors_are_one_line_exit_2(tmp_path, overrides, needle):
+    done = _train(tmp_path, *overrides)
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert "Traceback" not in done.stderr
+    errors = [ln for ln in done.stderr.splitlines() if ln.startswith("rectest: error:")]
+    assert len(errors) == 1 and needle in errors[0], done.stderr[-1500:]
+    assert not (tmp_path / "run").exists(), "a refused run left its folder behind"
+
+
+def test_misspelt_key_fails_without_traceback(tmp_path):
+    done = _train(tmp_path, "sim.stepz=3")
+    assert done.returncode != 0 and "Traceback" not in done.stderr and "stepz" in done.stderr
