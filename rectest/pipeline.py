@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from rectest import simulate, training
 from rectest.config import build
 from rectest.errors import ConfigError, DataError
 from rectest.rundir import RunFolder
@@ -80,8 +81,6 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     Raises:
         RectestError: bad input (a message naming the file or value and what was expected).
     """
-    from rectest import simulate, training  # heavy imports after the cheap checks
-
     sim_cfg = cfg.sim
     validate_choices(
         cfg.dynamics.f, cfg.dynamics.g, sim_cfg.init, sim_cfg.recommender, sim_cfg.device, sim_cfg.dtype
