@@ -97,7 +97,9 @@ class Simulation:
         return self.users.shape[0]
 
     # -- the step -----------------------------------------------------------------------------------------
-    def step(self, score_users: Tensor | None = None, score_creators: Tensor | None = None) -> Tensor:
+    def step(
+        self, score_users: Tensor | None = None, score_creators: Tensor | None = None, log: bool = False
+    ) -> Tensor:
         """One synchronous step from time ``t`` to ``t + 1``.
 
         Args:
@@ -105,6 +107,7 @@ class Simulation:
                 ``score_creators`` the policy uses instead of the true scores (a learned recommender);
                 updates and RR always use the true scores.
             score_creators: optional ``(R, n, d')`` (or ``(n, d')``), given together with ``score_users``.
+            log: record the measures of this step even when ``t % log_every != 0`` (e.g. a driver's last step).
 
         Returns:
             ``(R, m)`` int64 index of the creator recommended to each user.
@@ -112,7 +115,7 @@ class Simulation:
         Raises:
             SimulationError: non-finite weights or vectors; the message names the step and the replicas.
         """
-        logged = self._force_log or self.t % self.log_every == 0
+        logged = log or self._force_log or self.t % self.log_every == 0
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
         if logged or bool((self.first_polarized_step < 0).any()):

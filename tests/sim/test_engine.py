@@ -197,6 +197,9 @@ def test_history_cadence_and_final_step(gen):
     assert hist["step"].tolist() == [0, 4, 8, 9]
     assert all(hist[name].shape == (4, 2) for name in MEASURES)
     assert sim.t == 10
+    sim.step()  # t = 10: not a multiple of 4
+    sim.step(log=True)  # t = 11: logged on request
+    assert sim.history["step"].tolist() == [0, 4, 8, 9, 11]
 
 
 def test_first_polarized_step_is_recorded(gen):
