@@ -159,20 +159,20 @@ def simulate(
     )
     try:
         while sim.t < settings.steps:  # 3.
-            sim._force_log = sim.t == settings.steps - 1  # the last step is always logged
+            last = sim.t == settings.steps - 1  # the last step is always logged
             if online is not None:
                 before = (
                     sim.users,
                     sim.creators,
                 )  # time-t vectors (the engine replaces, never mutates, them)
-                shown = sim.step(*online.vectors())
+                shown = sim.step(*online.vectors(), log=last)
                 online.observe(shown, *before)
                 due = (every > 0) & (sim.t % every.clamp(min=1) == 0)
                 if bool(due.any()):
                     online.retrain(due)
                     _log_retrain(folder, sim.t, online.rmse(sim.users, sim.creators, pairs), seeds, params)
             else:
-                sim.step()
+                sim.step(log=last)
             due_checkpoint = settings.checkpoint_every and sim.t % settings.checkpoint_every == 0
             if due_checkpoint or sim.t == settings.steps or time.monotonic() - flushed > FLUSH_SECONDS:
                 rows_done = _flush_rows(sim, rows_done, params, seeds, metrics, writers)
