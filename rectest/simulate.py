@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
+from rectest.errors import ConfigError
 from rectest.online import OnlineRecommender
 from rectest.report.console import console_summary
 from rectest.report.frames import history_frame
@@ -139,14 +140,19 @@ def simulate(
     rows_done = 0
     if resume:  # 2.
         ck = load_checkpoint(folder.checkpoint)
-        sim.load_state_dict(ck["sim"])
-        if online is not None:
-            online.load_state_dict(ck["online"])
-        rows_done = int(ck["history_rows"])
+        try:
+            sim.load_state_dict(ck["sim"])
+            if online is not None:
+                online.load_state_dict(ck["online"])
+            rows_done = int(ck["history_rows"])
+            last_logged = int(ck["last_logged_step"])
+        except (KeyError, ValueError, TypeError, RuntimeError) as err:
+            raise ConfigError(
+                f"checkpoint {folder.checkpoint}: does not match this run ({type(err).__name__}: {err}); "
+                "delete it to start the run again"
+            ) from None
         _truncate_retrain_log(folder, sim.t)
-        metrics = MetricsLog.open_for_resume(
-            folder.metrics, last_step=int(ck["last_logged_step"]), columns=columns
-        )
+        metrics = MetricsLog.open_for_resume(folder.metrics, last_step=last_logged, columns=columns)
         log.info("resuming %s at step %d", folder.root, sim.t)
     else:
         metrics = MetricsLog(folder.metrics, columns)

@@ -62,3 +62,42 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     assert (killed / "summary.json").read_bytes() == (ref / "summary.json").read_bytes()
     assert (killed / "retrain.csv").read_text() == (ref / "retrain.csv").read_text()
     assert not (killed / "checkpoint.pt").exists()
+
+
+class _Evil:
+    def __reduce__(self):  # would run a shell command if unpickled with weights_only=False
+        return (os.system, ("echo pwned > /tmp/rectest-pwned",))
+
+
+@pytest.mark.parametrize("content", ["garbage", "truncated", "code", "wrong-shape"])
+def test_a_bad_checkpoint_is_refused_clearly(tmp_path, content):
+    import torch
+
+    from rectest.errors import ConfigError
+    from rectest.pipeline import run
+    from rectest.rundir import RunFolder
+    from tests.conftest import compose_config
+
+    cfg = compose_config(
+        [
+            "logger=none",
+            "sim.steps=3",
+            "sim.seeds=[0]",
+            "trainer.max_epochs=1",
+            "trainer.enable_progress_bar=false",
+        ]
+    )
+    folder = RunFolder(tmp_path / "run")
+    folder.claim(cfg)
+    if content == "garbage":
+        folder.checkpoint.write_bytes(b"not a checkpoint at all")
+    elif content == "truncated":
+        torch.save({"sim": {"t": torch.tensor(1)}}, folder.checkpoint)
+        folder.checkpoint.write_bytes(folder.checkpoint.read_bytes()[:40])
+    elif content == "code":
+        torch.save({"sim": _Evil()}, folder.checkpoint)
+    else:  # loads fine but belongs to another simulation
+        torch.save({"sim": {"t": 1}, "history_rows": 0, "last_logged_step": 0}, folder.checkpoint)
+    with pytest.raises(ConfigError, match="checkpoint"):
+        run(cfg, folder.root)
+    assert not Path("/tmp/rectest-pwned").exists()
