@@ -151,6 +151,23 @@ class Simulation:
                 callback(self)
         return self.history
 
+    def draw_uniforms(self) -> Tensor:
+        """This step's uniforms: one per user per replica, each replica from its own generator.
+
+        A hook for subclasses that hold a slice of the users (``rectest.sim.distributed``): they draw the
+        uniforms of all users and keep their own, so a user's draw does not depend on the sharding.
+
+        Returns:
+            ``(R, m)`` draws in ``[0, 1)`` for the users this simulation holds.
+        """
+        m = self.users.shape[1]
+        return torch.stack(
+            [
+                torch.rand(m, generator=g, device=self.users.device, dtype=self.users.dtype)
+                for g in self.generators
+            ]
+        )  # (R, m)
+
     def _policy_view(
         self, score_users: Tensor | None, score_creators: Tensor | None
     ) -> tuple[Tensor, Tensor]:
@@ -176,12 +193,7 @@ class Simulation:
         R, m, _ = self.users.shape
         pol_users, pol_creators = view
         oracle = pol_users is self.users
-        uniforms = torch.stack(
-            [
-                torch.rand(m, generator=g, device=self.users.device, dtype=self.users.dtype)
-                for g in self.generators
-            ]
-        )  # (R, m): replica r's draws come from its own generator only
+        uniforms = self.draw_uniforms()  # (R, m): replica r's draws come from its own generator only
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
         rr = torch.zeros_like(rd)

@@ -1,0 +1,156 @@
+"""The sharded simulation equals the single-process engine: in a world of one, and over 2 gloo processes."""
+
+from __future__ import annotations
+
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from hypothesis import given
+from hypothesis import strategies as st
+
+from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim.distributed import ShardedSimulation, shard_bounds
+
+REPO = Path(__file__).resolve().parents[2]
+M_USERS, N_CREATORS, DIM, STEPS = 37, 11, 5, 24  # 37 users: an uneven split over 2 ranks
+# (policy, dynamics, seeds, log_every) of each scenario run by both ranks and by one process
+SCENARIOS = {
+    "top1": (Policy(beta=math.inf), Dynamics(), [3, 4], 1),
+    "sampled": (
+        Policy(beta=[1.0, 3.0, 0.5], k=[N_CREATORS, 4, N_CREATORS]),
+        Dynamics(eta_u=0.05),
+        [0, 1, 2],
+        3,
+    ),
+    "threshold_eps": (Policy(beta=2.0, tau=0.3, eps=0.1), Dynamics(f="identity", g="tanh"), [7], 2),
+}
+
+
+def initial_state(dtype: torch.dtype = torch.float32) -> State:
+    g = torch.Generator().manual_seed(2024)
+    return State(random_sphere(1, M_USERS, DIM, g, dtype), random_sphere(1, N_CREATORS, DIM, g, dtype))
+
+
+def drive(sim: Simulation, steps: int) -> tuple[torch.Tensor, dict]:
+    """Step by step; returns the ``(T, R, m_r)`` choices and the history (the last step always logged)."""
+    chosen = torch.stack([sim.step(log=t == steps - 1) for t in range(steps)])
+    return chosen, sim.history
+
+
+def single_process(name: str) -> tuple[torch.Tensor, dict, Simulation]:
+    policy, dynamics, seeds, log_every = SCENARIOS[name]
+    sim = Simulation(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
+    chosen, hist = drive(sim, STEPS)
+    return chosen, hist, sim
+
+
+# -- the sharding ----------------------------------------------------------------------------------------------
+@given(total=st.integers(1, 500), world=st.integers(1, 16))
+def test_shards_cover_the_users_once_and_in_order(total: int, world: int) -> None:
+    if world > total:
+        with pytest.raises(ValueError, match="world"):
+            shard_bounds(total, world, 0)
+        return
+    bounds = [shard_bounds(total, world, r) for r in range(world)]
+    assert bounds[0][0] == 0 and bounds[-1][1] == total
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:], strict=False))  # contiguous, no overlap
+    sizes = [b - a for a, b in bounds]
+    assert max(sizes) - min(sizes) <= 1 and min(sizes) >= 1
+
+
+def test_a_world_of_one_is_the_engine() -> None:
+    for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
+        ref_chosen, ref_hist, ref = single_process(name)
+        sim = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
+        chosen, hist = drive(sim, STEPS)
+        assert torch.equal(chosen, ref_chosen), name
+        assert torch.equal(sim.users, ref.users) and torch.equal(sim.creators, ref.creators), name
+        assert torch.equal(hist["step"], ref_hist["step"])
+        for measure in MEASURES:
+            torch.testing.assert_close(hist[measure], ref_hist[measure], rtol=1e-6, atol=1e-7, msg=measure)
+
+
+# -- two gloo processes ----------------------------------------------------------------------------------------
+def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
+    torch.set_num_threads(1)
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
+    try:
+        results = {}
+        for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
+            sim = ShardedSimulation(
+                initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6
+            )
+            chosen, hist = drive(sim, STEPS)
+            full = sim.gather_state()
+            results[name] = {
+                "bounds": (sim.start, sim.stop),
+                "chosen": chosen,
+                "history": hist,
+                "users": full.users,
+                "creators": sim.creators,
+                "first_polarized_step": sim.first_polarized_step,
+            }
+        # a polarized start: every user and creator near +c or -c, so the flag is set at step 0
+        axis = torch.nn.functional.normalize(torch.ones(DIM), dim=0)
+        signs = torch.tensor([1.0, -1.0]).repeat(20)[:M_USERS].view(-1, 1)
+        polar = State(signs * axis, torch.stack([axis, -axis, axis]))
+        sim = ShardedSimulation(polar, Policy(beta=1.0), Dynamics(), [0])
+        sim.step()
+        results["polar"] = {"first_polarized_step": sim.first_polarized_step}
+        torch.save(results, Path(out_dir) / f"rank{rank}.pt")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def two_ranks(tmp_path_factory: pytest.TempPathFactory) -> list[dict]:
+    """Every scenario run by 2 gloo processes (spawned once for the module)."""
+    tmp = tmp_path_factory.mktemp("ranks")
+    mp.spawn(_worker, args=(2, str(tmp / "init"), str(tmp)), nprocs=2, join=True)
+    return [torch.load(tmp / f"rank{r}.pt", weights_only=False) for r in range(2)]
+
+
+@pytest.mark.parametrize("name", list(SCENARIOS))
+def test_two_ranks_equal_one_process(two_ranks: list[dict], name: str) -> None:
+    ref_chosen, ref_hist, ref = single_process(name)
+    zero, one = two_ranks[0][name], two_ranks[1][name]
+    assert zero["bounds"] == (0, 19) and one["bounds"] == (19, M_USERS)
+    # every user got the same creator at every step: the draws and the decisions match exactly
+    assert torch.equal(torch.cat([zero["chosen"], one["chosen"]], dim=-1), ref_chosen)
+    # the vectors agree up to the order in which the creators' pulls are summed
+    for rank in (zero, one):
+        torch.testing.assert_close(rank["users"], ref.users, rtol=0, atol=1e-5)
+        torch.testing.assert_close(rank["creators"], ref.creators, rtol=0, atol=1e-5)
+        assert torch.equal(rank["history"]["step"], ref_hist["step"])
+        for measure in MEASURES:
+            torch.testing.assert_close(
+                rank["history"][measure], ref_hist[measure], rtol=1e-5, atol=1e-6, msg=measure
+            )
+        assert torch.equal(rank["first_polarized_step"], ref.first_polarized_step)
+    # the ranks hold the same creators and report the same measures, bit for bit
+    assert torch.equal(zero["creators"], one["creators"]) and torch.equal(zero["users"], one["users"])
+    for measure in MEASURES:
+        assert torch.equal(zero["history"][measure], one["history"][measure]), measure
+
+
+def test_two_ranks_flag_polarization_over_all_users(two_ranks: list[dict]) -> None:
+    for rank in two_ranks:
+        assert rank["polar"]["first_polarized_step"].tolist() == [0]
+
+
+def test_command_line_runs_as_a_world_of_one(tmp_path: Path) -> None:
+    out = tmp_path / "history.pt"
+    cmd = [sys.executable, "-m", "rectest.sim.distributed", "--users", "50", "--creators", "8", "--dim", "4"]
+    cmd += ["--steps", "5", "--log-every", "2", "--seeds", "0", "1", "--device", "cpu", "--out", str(out)]
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "1 rank(s), 50 users" in done.stdout
+    hist = torch.load(out, weights_only=True)
+    assert hist["step"].tolist() == [0, 2, 4] and hist["CD"].shape == (3, 2)
+    assert bool(((hist["TP"] > 0) & (hist["TP"] <= 1)).all())
