@@ -27,17 +27,19 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import pytorch_lightning as pl
-import torch
-from hydra import compose, initialize_config_dir
-from hydra.utils import instantiate
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-import rectest.config  # noqa: F401
-from rectest.data.datamodule import InteractionDataModule
-from rectest.data.interactions import Interactions, Split
-from rectest.data.movielens import load_ml100k_fold
-from rectest.models.fit import fit
+import numpy as np  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402, F401
+from hydra.utils import instantiate  # noqa: E402
+
+import rectest.config  # noqa: E402, F401
+from rectest.data.datamodule import InteractionDataModule  # noqa: E402
+from rectest.data.interactions import Interactions, Split  # noqa: E402
+from rectest.data.movielens import load_ml100k_fold  # noqa: E402
+from rectest.models.fit import fit  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("RECTEST_SHARED_DATA", REPO.parent / "shared" / "data" / "movielens"))
@@ -178,7 +180,11 @@ def main() -> None:
     parser.add_argument("--synthetic-batches", type=int, nargs="+", default=[16_384, 65_536])
     parser.add_argument("--no-surprise", action="store_true")
     parser.add_argument("--out", default="/tmp/rectest-bench-train")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch CPU threads (1 suits these small models)"
+    )
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
     logging.getLogger("lightning").setLevel(logging.ERROR)
     out = Path(args.out)

@@ -121,6 +121,22 @@ class TwoTower(nn.Module):
             return cosine_scores(u, v)  # (B, n)
         return u @ v.T  # (B, n)
 
+    def penalty(self, user: Tensor, item: Tensor) -> Tensor:
+        """Per-example squared norm of the id embeddings a batch touches (the towers' weights are not included).
+
+        Args:
+            user: (B,) user indices.
+            item: (B,) or (B, k) item indices.
+
+        Returns:
+            Scalar: mean over the batch of ``|e_u|^2 + sum_i |e_i|^2``.
+        """
+        per_user = self.user_tower.embedding(user).pow(2).sum(-1)  # (B,)
+        per_item = self.item_tower.embedding(item).pow(2).sum(-1)  # (B,) or (B, k)
+        if per_item.dim() == 2:
+            per_item = per_item.sum(-1)
+        return (per_user + per_item).mean()
+
     @torch.no_grad()
     def user_vectors(self) -> Tensor:
         """(m, d) unit-norm user tower outputs."""

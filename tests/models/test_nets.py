@@ -88,3 +88,13 @@ def test_mf_penalty_counts_touched_rows() -> None:
     v = net.item_factors.weight.pow(2).sum(-1) + net.item_bias.weight[:, 0].pow(2)
     want = (2 * w[1] + v[2] + v[3] + 2 * v[4]) / 2
     torch.testing.assert_close(net.penalty(user, item), want)
+
+
+def test_two_tower_penalty_counts_touched_id_embeddings() -> None:
+    torch.manual_seed(3)
+    net = TwoTower(4, 6, dim=3, id_dim=5)
+    user, item = torch.tensor([0, 2]), torch.tensor([[1, 1, 5], [0, 2, 3]])
+    e_u = net.user_tower.embedding.weight.pow(2).sum(-1)
+    e_i = net.item_tower.embedding.weight.pow(2).sum(-1)
+    want = (e_u[0] + 2 * e_i[1] + e_i[5] + e_u[2] + e_i[0] + e_i[2] + e_i[3]) / 2
+    torch.testing.assert_close(net.penalty(user, item), want)
