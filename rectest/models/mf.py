@@ -12,6 +12,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rectest.models.mf_fused import mse_and_penalty
+
 SCORE_DOT = "dot"
 
 
@@ -24,6 +26,9 @@ class MatrixFactorization(nn.Module):
         dim: factor dimension d.
         global_mean: initial value of ``mu`` (the training mean rating for explicit feedback, 0 for implicit).
         init_std: standard deviation of the Gaussian initialisation of the factors.
+        sparse: build the embeddings with sparse gradients (train with ``optimizer="sparse_adam"``,
+            "adagrad" or "sgd"): a step then touches only the rows of the batch's users and items, which
+            is what makes a step cheap on catalogues of millions of rows.
     """
 
     score_kind: str = SCORE_DOT
@@ -35,12 +40,13 @@ class MatrixFactorization(nn.Module):
         dim: int = 16,
         global_mean: float = 0.0,
         init_std: float = 0.01,
+        sparse: bool = False,
     ) -> None:
         super().__init__()
-        self.user_factors = nn.Embedding(num_users, dim)  # (m, d)
-        self.item_factors = nn.Embedding(num_items, dim)  # (n, d)
-        self.user_bias = nn.Embedding(num_users, 1)  # (m, 1)
-        self.item_bias = nn.Embedding(num_items, 1)  # (n, 1)
+        self.user_factors = nn.Embedding(num_users, dim, sparse=sparse)  # (m, d)
+        self.item_factors = nn.Embedding(num_items, dim, sparse=sparse)  # (n, d)
+        self.user_bias = nn.Embedding(num_users, 1, sparse=sparse)  # (m, 1)
+        self.item_bias = nn.Embedding(num_items, 1, sparse=sparse)  # (n, 1)
         self.global_mean = nn.Parameter(torch.tensor(float(global_mean)))
         nn.init.normal_(self.user_factors.weight, std=init_std)
         nn.init.normal_(self.item_factors.weight, std=init_std)
@@ -50,6 +56,31 @@ class MatrixFactorization(nn.Module):
     @property
     def num_items(self) -> int:
         return self.item_factors.num_embeddings
+
+    def _rows(self, table: nn.Embedding, idx: Tensor) -> Tensor:
+        """Rows ``table.weight[idx]``: (...,) indices -> (..., width).
+
+        Dense tables use ``index_select``, whose backward is one ``index_add`` (``nn.Embedding``'s dense
+        backward sorts the indices first and costs several times more per step); sparse tables keep the
+        embedding lookup, the op that produces a sparse gradient.
+        """
+        if table.sparse:
+            return F.embedding(idx, table.weight, sparse=True)
+        flat = table.weight.index_select(0, idx.reshape(-1))  # (N, width)
+        return flat.view(*idx.shape, table.embedding_dim)
+
+    def _terms(self, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Looked-up p (B, d), q (B, d) or (B, k, d), b_u (B,), b_i (B,) or (B, k)."""
+        p = self._rows(self.user_factors, user)
+        q = self._rows(self.item_factors, item)
+        bu = self._rows(self.user_bias, user).squeeze(-1)
+        bi = self._rows(self.item_bias, item).squeeze(-1)
+        return p, q, bu, bi
+
+    def _combine(self, p: Tensor, q: Tensor, bu: Tensor, bi: Tensor) -> Tensor:
+        if q.dim() == 3:
+            return self.global_mean + bu.unsqueeze(-1) + bi + torch.einsum("bd,bkd->bk", p, q)  # (B, k)
+        return self.global_mean + bu + bi + (p * q).sum(-1)  # (B,)
 
     def forward(self, user: Tensor, item: Tensor) -> Tensor:
         """Predicted rating (or implicit score) of user-item pairs.
@@ -61,16 +92,36 @@ class MatrixFactorization(nn.Module):
         Returns:
             Scores with the shape of ``item``.
         """
-        p = self.user_factors(user)  # (B, d)
-        q = self.item_factors(item)  # (B, d) or (B, k, d)
-        bu = self.user_bias(user).squeeze(-1)  # (B,)
-        bi = self.item_bias(item).squeeze(-1)  # (B,) or (B, k)
-        if item.dim() == 2:
-            dot = torch.einsum("bd,bkd->bk", p, q)  # (B, k)
-            bu = bu.unsqueeze(-1)
-        else:
-            dot = (p * q).sum(-1)  # (B,)
-        return self.global_mean + bu + bi + dot
+        return self._combine(*self._terms(user, item))
+
+    def forward_with_penalty(self, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`forward` and :meth:`penalty` from one lookup of each table (the training step's form).
+
+        Args:
+            user: (B,) user indices.
+            item: (B,) item indices.
+
+        Returns:
+            (B,) scores and the scalar penalty.
+        """
+        p, q, bu, bi = self._terms(user, item)
+        penalty = (p.pow(2).sum(-1) + q.pow(2).sum(-1) + bu.pow(2) + bi.pow(2)).mean()
+        return self._combine(p, q, bu, bi), penalty
+
+    def mse_and_penalty(self, user: Tensor, item: Tensor, rating: Tensor) -> tuple[Tensor, Tensor]:
+        """Mean squared error against (B,) ratings and :meth:`penalty` of (B,) pairs, in one fused pass.
+
+        Dense tables use :func:`rectest.models.mf_fused.mse_and_penalty` (hand-written backward, same
+        gradients); sparse tables go through autograd (:meth:`forward_with_penalty`).
+
+        Returns:
+            (MSE, penalty), two scalars.
+        """
+        if self.user_factors.sparse:
+            pred, penalty = self.forward_with_penalty(user, item)
+            return F.mse_loss(pred, rating), penalty
+        tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
+        return mse_and_penalty(*(t.weight for t in tables), self.global_mean, (user, item, rating))
 
     def score_matrix(self, user: Tensor, item: Tensor) -> Tensor:
         """Scores of every (user, item) combination: (B,) users x (N,) items -> (B, N)."""

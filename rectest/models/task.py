@@ -7,6 +7,7 @@ The network is injected (``RecommenderTask(net, ...)``) and must provide::
     score_all(user (B,)) -> (B, n)          # full ranking (cosine nets: rectest.sim.scoring.cosine_scores)
     user_vectors() -> (m, d), item_vectors() -> (n, d)   # unit-norm, for export
     penalty(user, item) -> scalar           # optional, per-example L2 of touched parameters
+    mse_and_penalty(user, item, rating) -> (mse, penalty)   # optional fused explicit training loss
 
 Losses: "mse" (explicit ratings), "bpr" (pairwise, over sampled negatives) and "softmax" (cross-entropy of
 the positive against the sampled negatives and, with ``in_batch=True``, the other positives of the batch).
@@ -29,6 +30,8 @@ LOSS_SOFTMAX = "softmax"
 LOSSES = {EXPLICIT: (LOSS_MSE,), IMPLICIT: (LOSS_BPR, LOSS_SOFTMAX)}
 
 OPTIMIZERS = {"adam": torch.optim.Adam, "sgd": torch.optim.SGD, "adagrad": torch.optim.Adagrad}
+SPARSE_ADAM = "sparse_adam"  # SparseAdam for sparse embeddings (lazy: only a batch's rows), Adam for the rest
+SPARSE_OK = ("sgd", "adagrad", SPARSE_ADAM)  # optimizers that accept sparse gradients
 
 TAG_TRAIN_LOSS = "train/loss"
 TAG_RMSE = "rmse"
@@ -41,6 +44,11 @@ def recall_tag(k: int) -> str:
 
 def ndcg_tag(k: int) -> str:
     return f"ndcg@{k}"
+
+
+def _sparse_parameters(net: nn.Module) -> list[nn.Parameter]:
+    """Weights of the net's embeddings built with ``sparse=True`` (their gradients are sparse tensors)."""
+    return [m.weight for m in net.modules() if isinstance(m, nn.Embedding) and m.sparse]
 
 
 class RecommenderTask(pl.LightningModule):
@@ -57,7 +65,13 @@ class RecommenderTask(pl.LightningModule):
         in_batch: softmax loss also uses the batch's other positives as negatives.
         k: list length of the ranking metrics.
         lr_decay: the learning rate is multiplied by it after every epoch (1 = constant).
-        optimizer: "adam", "sgd" or "adagrad" (SGD's lr multiplies the batch-mean gradient).
+        optimizer: "adam", "sgd", "adagrad" (SGD's lr multiplies the batch-mean gradient) or "sparse_adam"
+            (for nets built with sparse embeddings: :class:`torch.optim.SparseAdam` updates only the rows a
+            batch touches, Adam the dense parameters; ``weight_decay`` applies to the dense ones only).
+
+    Optimisation is manual (one backward and one step per batch, the learning rate decayed per epoch) and
+    the training loss is summed on the fly and logged once per epoch: the per-step work outside the
+    model stays small, so large batches train at the speed of the tensor operations.
     """
 
     def __init__(
@@ -85,14 +99,23 @@ class RecommenderTask(pl.LightningModule):
             raise ConfigError(
                 f"temperature={temperature}, lr={lr}, k={k}, lr_decay={lr_decay}: expected positive values, lr_decay <= 1"
             )
-        if optimizer not in OPTIMIZERS:
-            raise ConfigError(f"model.task.optimizer={optimizer!r}: expected one of {tuple(OPTIMIZERS)}")
+        if optimizer not in (*OPTIMIZERS, SPARSE_ADAM):
+            raise ConfigError(
+                f"model.task.optimizer={optimizer!r}: expected one of {(*OPTIMIZERS, SPARSE_ADAM)}"
+            )
+        if _sparse_parameters(net) and optimizer not in SPARSE_OK:
+            raise ConfigError(
+                f"model.task.optimizer={optimizer!r} cannot update sparse embeddings (model.net.sparse=true): "
+                f"expected one of {SPARSE_OK}"
+            )
         self.save_hyperparameters(ignore=["net"])
+        self.automatic_optimization = False
         self.net = net
         self.feedback = feedback
         self.loss_name = loss
         self.register_buffer("rating_range", torch.tensor([float("-inf"), float("inf")]))
         self._sums: dict[str, Tensor] = {}
+        self._train_sums: dict[str, Tensor] = {}
 
     # ----------------------------------------------------------------- set-up
     @property
@@ -113,12 +136,20 @@ class RecommenderTask(pl.LightningModule):
                 with torch.no_grad():
                     mean.fill_(float(ratings.float().mean()))
 
-    def configure_optimizers(self) -> dict:
-        opt = OPTIMIZERS[self.hparams.optimizer](
-            self.parameters(), lr=self.hparams.lr, weight_decay=self.hparams.weight_decay
-        )
-        schedule = torch.optim.lr_scheduler.ExponentialLR(opt, gamma=self.hparams.lr_decay)
-        return {"optimizer": opt, "lr_scheduler": schedule}
+    def configure_optimizers(self) -> tuple[list[torch.optim.Optimizer], list]:
+        """One optimiser (two with "sparse_adam": sparse embeddings, dense rest), each decayed per epoch."""
+        lr, decay = self.hparams.lr, self.hparams.weight_decay
+        sparse = _sparse_parameters(self.net)
+        opts: list[torch.optim.Optimizer] = []
+        if self.hparams.optimizer == SPARSE_ADAM:
+            ids = {id(p) for p in sparse}
+            dense = [p for p in self.parameters() if p.requires_grad and id(p) not in ids]
+            opts += [torch.optim.SparseAdam(sparse, lr=lr)] if sparse else []
+            opts += [torch.optim.Adam(dense, lr=lr, weight_decay=decay)] if dense else []
+        else:
+            opts.append(OPTIMIZERS[self.hparams.optimizer](self.parameters(), lr=lr, weight_decay=decay))
+        schedules = [torch.optim.lr_scheduler.ExponentialLR(o, gamma=self.hparams.lr_decay) for o in opts]
+        return opts, schedules
 
     # ----------------------------------------------------------------- training
     def predict_ratings(self, user: Tensor, item: Tensor) -> Tensor:
@@ -149,16 +180,48 @@ class RecommenderTask(pl.LightningModule):
         return F.cross_entropy(logits, label)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
-        if self.feedback == EXPLICIT:
-            user, item = batch["user"], batch["item"]
-            loss = F.mse_loss(self.net(user, item), batch["rating"])
+        user, l2 = batch["user"], self.hparams.l2
+        if self.feedback == EXPLICIT and hasattr(self.net, "mse_and_penalty"):
+            loss, penalty = self.net.mse_and_penalty(user, batch["item"], batch["rating"])  # scalars
+            total = loss + l2 * penalty if l2 > 0 else loss
         else:
-            user, item = batch["user"], torch.cat([batch["pos"].unsqueeze(-1), batch["neg"]], dim=-1)
-            loss = self._implicit_loss(batch)
-        self.log(TAG_TRAIN_LOSS, loss, on_step=False, on_epoch=True, prog_bar=True, batch_size=len(user))
-        if self.hparams.l2 > 0 and hasattr(self.net, "penalty"):
-            loss = loss + self.hparams.l2 * self.net.penalty(user, item)
-        return loss
+            if self.feedback == EXPLICIT:
+                item = batch["item"]
+                loss = F.mse_loss(self.net(user, item), batch["rating"])
+            else:
+                item = torch.cat([batch["pos"].unsqueeze(-1), batch["neg"]], dim=-1)  # (B, 1 + k)
+                loss = self._implicit_loss(batch)
+            total = loss
+            if l2 > 0 and hasattr(self.net, "penalty"):
+                total = loss + l2 * self.net.penalty(user, item)
+        opts = self._optimizer_list()
+        for opt in opts:
+            opt.zero_grad(set_to_none=True)
+        self.manual_backward(total)
+        for opt in opts:
+            opt.step()
+        rows = loss.new_tensor(float(len(user)))
+        self._train_sums = {
+            "loss": self._train_sums.get("loss", 0.0) + loss.detach() * rows,
+            "n": self._train_sums.get("n", 0.0) + rows,
+        }
+        return loss.detach()
+
+    def _optimizer_list(self) -> list:
+        opts = self.optimizers()
+        return opts if isinstance(opts, list) else [opts]
+
+    def on_train_epoch_end(self) -> None:
+        """Log the epoch's mean training loss (summed over data-parallel processes); decay the learning rate."""
+        s, self._train_sums = self._train_sums, {}
+        if s:
+            total = self.trainer.strategy.reduce(s["loss"], reduce_op="sum")
+            rows = self.trainer.strategy.reduce(s["n"], reduce_op="sum")
+            self.log(TAG_TRAIN_LOSS, total / rows, prog_bar=True)
+        schedules = self.lr_schedulers()
+        for schedule in schedules if isinstance(schedules, list) else [schedules]:
+            if schedule is not None:
+                schedule.step()
 
     # ----------------------------------------------------------------- evaluation
     def _accumulate(self, values: dict[str, Tensor]) -> None:
