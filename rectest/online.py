@@ -26,7 +26,7 @@ class OnlineRecommender:
         replicas: R, the number of simulation replicas.
         window: number of most recent steps whose interactions are kept for retraining.
         noise: standard deviation of the Gaussian noise added to logged feedback.
-        epochs: full-batch passes per retrain.
+        epochs: full-batch Adam steps per retrain.
         lr: Adam learning rate.
         seed: seeds the feedback noise.
     """
@@ -77,25 +77,31 @@ class OnlineRecommender:
             self.log_feedback.pop(0)
 
     def retrain(self, which: Tensor) -> None:
-        """Fine-tune the replicas selected by ``which`` (R,) bool on the logged window (warm start)."""
+        """Fine-tune the replicas selected by ``which`` (R,) bool on the logged window (warm start).
+
+        Only the selected replicas are computed; the others keep their tables untouched.
+        """
         if not self.log_creators or not bool(which.any()):
             return
-        creators = torch.stack(self.log_creators, 1)  # (R, W, m)
-        y = torch.stack(self.log_feedback, 1)  # (R, W, m)
-        weight = which.to(y.dtype)[:, None, None]  # (R, 1, 1) replicas that do not retrain get no gradient
-        users = self.users.clone().requires_grad_(True)
-        items = self.items.clone().requires_grad_(True)
+        idx = which.nonzero().squeeze(1)  # (S,) replicas that retrain now
+        creators = torch.stack(self.log_creators, 1)[idx]  # (S, W, m)
+        y = torch.stack(self.log_feedback, 1)[idx]  # (S, W, m)
+        users = self.users[idx].clone().requires_grad_(True)  # (S, m, d')
+        items = self.items[idx].clone().requires_grad_(True)  # (S, n, d')
         opt = torch.optim.Adam([users, items], lr=self.lr)
+        S, W, m = creators.shape
         d = items.shape[-1]
+        flat = creators.reshape(S, W * m)  # (S, W*m) creator of each logged pair
+        who = torch.arange(m, device=flat.device).repeat(W)  # (W*m,) user of each logged pair
         for _ in range(self.epochs):
             opt.zero_grad()
             u, v = F.normalize(users, dim=-1), F.normalize(items, dim=-1)
-            shown = torch.gather(v, 1, creators.flatten(1).unsqueeze(-1).expand(-1, -1, d))  # (R, W*m, d')
-            s_hat = (u.repeat(1, creators.shape[1], 1) * shown).sum(-1).view_as(y)  # (R, W, m)
-            loss = (weight * (s_hat - y) ** 2).sum() / y[0].numel()
+            shown = torch.gather(v, 1, flat.unsqueeze(-1).expand(-1, -1, d))  # (S, W*m, d')
+            s_hat = (u[:, who] * shown).sum(-1)  # (S, W*m)
+            loss = ((s_hat - y.reshape(S, W * m)) ** 2).mean(-1).sum()  # replicas do not mix
             loss.backward()
             opt.step()
-        self.users, self.items = users.detach(), items.detach()
+        self.users[idx], self.items[idx] = users.detach(), items.detach()
 
     def rmse(self, true_users: Tensor, true_creators: Tensor, pairs: Tensor) -> Tensor:
         """RMSE of ``s_hat`` against the true scores on fixed (user, creator) pairs.

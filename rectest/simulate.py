@@ -36,9 +36,10 @@ from rectest.sweep import Replica
 
 log = logging.getLogger("rectest")
 
-FLUSH_SECONDS = (
-    2.0  # new metric rows reach metrics.csv and TensorBoard at least this often (and at checkpoints)
-)
+# new metric rows reach metrics.csv and TensorBoard at least this often (and at every checkpoint)
+FLUSH_SECONDS = 2.0
+# full-batch Adam steps per warm-start epoch of the learned recommender
+GRADIENT_STEPS_PER_EPOCH = 10
 
 
 @dataclass(frozen=True)
@@ -202,7 +203,7 @@ def _online(start, replicas: list[Replica], settings: Settings) -> OnlineRecomme
         replicas=len(replicas),
         window=settings.window,
         noise=settings.feedback_noise,
-        epochs=max(1, settings.warm_start_epochs) * 50,
+        epochs=max(1, settings.warm_start_epochs) * GRADIENT_STEPS_PER_EPOCH,
         seed=replicas[0].seed,
     )
 

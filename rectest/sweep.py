@@ -41,7 +41,7 @@ class Replica:
 
 
 def _as_float(name: str, value: Any) -> float:
-    if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", "infinity"}:
+    if isinstance(value, str) and value.strip().lower() in {"inf", "+inf", ".inf", "+.inf", "infinity"}:
         return math.inf
     try:
         return float(value)

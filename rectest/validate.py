@@ -36,7 +36,7 @@ def validate_values(values: dict[str, list[Any]], n_creators: int, d: int) -> No
     Raises:
         ConfigError: naming the first offending key and value.
     """
-    _check("beta", values["beta"], lambda v: v >= 0, "beta >= 0 (.inf allowed)")
+    _check("beta", values["beta"], lambda v: v >= 0, "beta >= 0 (inf allowed)")
     _check("k", values["k"], lambda v: 1 <= v <= n_creators, f"1 <= k <= n = {n_creators} (or 'n', or null)")
     _check("tau", values["tau"], lambda v: -1.0 <= v <= 1.0, "tau in [-1, 1] (or null)")
     _check("eps", values["eps"], lambda v: 0.0 <= v <= 1.0, "eps in [0, 1]")

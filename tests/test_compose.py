@@ -49,6 +49,6 @@ def test_misspelt_key_is_an_error(override):
 
 
 def test_lists_sweep_from_the_command_line():
-    cfg = compose_config(["policy=topk", "policy.k=[1,5,10,50]", "policy.beta=.inf"])
+    cfg = compose_config(["policy=topk", "policy.k=[1,5,10,50]", "policy.beta=inf"])
     assert list(cfg.policy.k) == [1, 5, 10, 50]
     assert cfg.policy.beta == float("inf")
