@@ -1,6 +1,6 @@
 """CUDA: the engine agrees with the CPU on a deterministic trajectory, and a recommender trains on the GPU.
 
-Every test here is marked ``gpu`` and skips without CUDA. ``benchmarks/gpu_check.sh`` runs the larger
+The tests marked ``gpu`` skip without CUDA; without it, the GPU check script must say so and succeed. ``benchmarks/gpu_check.sh`` runs the larger
 agreement check and the MovieLens-20M-scale timings.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import math
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,14 +18,14 @@ import torch
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
 from rectest.sim.distributed import ShardedSimulation
 
-pytestmark = [
-    pytest.mark.gpu,
-    pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch here)"),
-]
+REPO = Path(__file__).resolve().parents[1]
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs CUDA (no GPU visible to torch here)"
+)
 CUDA = torch.device("cuda")
 
 
-@pytest.fixture(autouse=True)
+@pytest.fixture
 def exact_matmul():
     """TF32 would round the scores to 10 mantissa bits: off, so CPU and CUDA can agree."""
     before = torch.backends.cuda.matmul.allow_tf32
@@ -44,6 +45,9 @@ def top1_run(state: State, steps: int) -> tuple[torch.Tensor, Simulation]:
     return chosen, sim
 
 
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("exact_matmul")
 def test_cuda_follows_the_cpu_trajectory_with_beta_inf() -> None:
     state = world(300, 40, 8, torch.float64)
     cpu_chosen, cpu = top1_run(state, 60)
@@ -56,6 +60,9 @@ def test_cuda_follows_the_cpu_trajectory_with_beta_inf() -> None:
         torch.testing.assert_close(gpu.history[name], cpu.history[name], rtol=1e-9, atol=1e-10, msg=name)
 
 
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("exact_matmul")
 def test_sharded_simulation_runs_on_cuda_and_draws_what_the_engine_draws() -> None:
     state = world(200, 30, 6, torch.float32)
     cuda_state = State(state.users.to(CUDA), state.creators.to(CUDA))
@@ -69,6 +76,9 @@ def test_sharded_simulation_runs_on_cuda_and_draws_what_the_engine_draws() -> No
         torch.testing.assert_close(sharded.history[name], engine.history[name], rtol=1e-6, atol=1e-7)
 
 
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("exact_matmul")
 def test_device_auto_picks_cuda() -> None:
     from rectest.pipeline import resolve_device
 
@@ -80,6 +90,9 @@ def _with_callback(make_trainer, extra, **kwargs):  # -> pl.Trainer
     return make_trainer(**{**kwargs, "callbacks": [*kwargs.get("callbacks", []), extra]})
 
 
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.usefixtures("exact_matmul")
 def test_mf_trains_on_cuda(tmp_path: Path) -> None:
     import pytorch_lightning as pl
 
@@ -122,3 +135,12 @@ def test_mf_trains_on_cuda(tmp_path: Path) -> None:
     emb = load_exported(tmp_path)
     norms = emb.user_vectors.norm(dim=-1)
     torch.testing.assert_close(norms, torch.ones_like(norms), rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="with CUDA the script runs the full check (minutes)")
+def test_gpu_check_script_skips_cleanly_without_cuda() -> None:
+    done = subprocess.run(
+        ["bash", str(REPO / "benchmarks" / "gpu_check.sh")], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("gpu_check: SKIP:") and "CUDA is not available" in done.stdout
