@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -154,3 +155,38 @@ def test_command_line_runs_as_a_world_of_one(tmp_path: Path) -> None:
     hist = torch.load(out, weights_only=True)
     assert hist["step"].tolist() == [0, 2, 4] and hist["CD"].shape == (3, 2)
     assert bool(((hist["TP"] > 0) & (hist["TP"] <= 1)).all())
+
+
+@pytest.mark.slow
+def test_torchrun_launch_of_two_ranks_reports_the_single_process_measures(tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip(f"torchrun not found beside {sys.executable}")
+    args = [
+        "-m",
+        "rectest.sim.distributed",
+        "--users",
+        "301",
+        "--creators",
+        "40",
+        "--dim",
+        "6",
+        "--steps",
+        "12",
+    ]
+    args += ["--k", "5", "--log-every", "3", "--seeds", "0", "1", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    two = subprocess.run(
+        [str(torchrun), "--standalone", "--nproc_per_node=2", *args, "--out", str(tmp_path / "two.pt")],
+        cwd=REPO, capture_output=True, text=True, timeout=180, env=env,
+    )  # fmt: skip
+    assert two.returncode == 0, two.stderr[-3000:]
+    assert "2 rank(s), 301 users" in two.stdout
+    one = subprocess.run(
+        [sys.executable, *args, "--out", str(tmp_path / "one.pt")], cwd=REPO, timeout=120, env=env
+    )
+    assert one.returncode == 0
+    a, b = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in ("one", "two"))
+    assert torch.equal(a["step"], b["step"]) and a["step"].tolist() == [0, 3, 6, 9, 11]
+    for measure in MEASURES:
+        torch.testing.assert_close(b[measure], a[measure], rtol=1e-5, atol=1e-6, msg=measure)
