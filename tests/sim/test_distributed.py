@@ -51,6 +51,30 @@ def single_process(name: str) -> tuple[torch.Tensor, dict, Simulation]:
     return chosen, hist, sim
 
 
+def score_vectors() -> tuple[torch.Tensor, torch.Tensor]:
+    """A learned recommender's (m, 3) user and (n, 3) creator vectors (another space than the truth)."""
+    g = torch.Generator().manual_seed(99)
+    return torch.randn(M_USERS, 3, generator=g), torch.randn(N_CREATORS, 3, generator=g)
+
+
+def learned_run(cls: type[Simulation]) -> dict:
+    """Steps in which the policy sees a recommender's scores (all m users' vectors given to every rank)."""
+    sim = cls(initial_state(), Policy(beta=2.0), Dynamics(), [5, 6], log_every=4)
+    su, sc = score_vectors()
+    chosen = torch.stack([sim.step(su, sc) for _ in range(10)])  # (T, R, m_r)
+    return {"chosen": chosen, "history": sim.history}
+
+
+def resume_run() -> dict:
+    """12 steps, a state_dict, then 12 more steps both in the original and in a restored simulation."""
+    policy, dynamics, seeds, log_every = SCENARIOS["sampled"]
+    first = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every)
+    drive(first, 12)
+    second = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every)
+    second.load_state_dict(first.state_dict())
+    return {"original": drive(first, 12)[0], "restored": drive(second, 12)[0], "t": second.t}
+
+
 # -- the sharding ----------------------------------------------------------------------------------------------
 @given(total=st.integers(1, 500), world=st.integers(1, 16))
 def test_shards_cover_the_users_once_and_in_order(total: int, world: int) -> None:
@@ -104,6 +128,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         sim = ShardedSimulation(polar, Policy(beta=1.0), Dynamics(), [0])
         sim.step()
         results["polar"] = {"first_polarized_step": sim.first_polarized_step}
+        results["learned"] = learned_run(ShardedSimulation)
+        results["resume"] = resume_run()
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
         dist.destroy_process_group()
@@ -138,6 +164,20 @@ def test_two_ranks_equal_one_process(two_ranks: list[dict], name: str) -> None:
     assert torch.equal(zero["creators"], one["creators"]) and torch.equal(zero["users"], one["users"])
     for measure in MEASURES:
         assert torch.equal(zero["history"][measure], one["history"][measure]), measure
+
+
+def test_two_ranks_follow_a_learned_recommenders_scores(two_ranks: list[dict]) -> None:
+    ref = learned_run(Simulation)
+    zero, one = two_ranks[0]["learned"], two_ranks[1]["learned"]
+    assert torch.equal(torch.cat([zero["chosen"], one["chosen"]], dim=-1), ref["chosen"])
+    for measure in MEASURES:
+        torch.testing.assert_close(zero["history"][measure], ref["history"][measure], rtol=1e-5, atol=1e-6)
+
+
+def test_each_rank_resumes_from_its_own_state_dict(two_ranks: list[dict]) -> None:
+    for rank in two_ranks:
+        assert rank["resume"]["t"] == 24
+        assert torch.equal(rank["resume"]["original"], rank["resume"]["restored"])
 
 
 def test_two_ranks_flag_polarization_over_all_users(two_ranks: list[dict]) -> None:
