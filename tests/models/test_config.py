@@ -28,6 +28,7 @@ def compose_with(*overrides: str):
     [
         ("mf", MatrixFactorization, "explicit", "mse"),
         ("mf_bpr", MatrixFactorization, "implicit", "bpr"),
+        ("mf_softmax", MatrixFactorization, "implicit", "softmax"),
         ("two_tower", TwoTower, "implicit", "softmax"),
     ],
 )

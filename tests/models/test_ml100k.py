@@ -5,9 +5,8 @@ Protocols:
   test RMSE on uX.test; the bar is the mean over the five folds <= 0.915.
 - implicit (BPR-MF): every rating a positive; per-user random 80/10/10 split (seed 0); full ranking of all
   items with the user's training and validation items excluded. The issue's bar is Recall@10 >= 0.25
-  (RecBole's published BPR: 0.252); the shipped BPR config measured 0.245-0.249 while tuning, so this test
-  asserts 0.24 (within 0.012 of RecBole) and prints the value. The two-tower model is left out of the slow
-  suite: with 64 sampled negatives it trains for minutes on 2 shared cores (measured Recall@10 0.226-0.231).
+  (RecBole's published BPR: 0.252); the shipped BPR config (16 negatives per positive) measured 0.2518.
+  The two-tower model is left out of the slow suite (see the models report for its numbers and command).
 """
 
 from __future__ import annotations
@@ -32,7 +31,7 @@ from rectest.models.fit import fit
 pytestmark = pytest.mark.slow
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
 RMSE_BAR = 0.915
-RECALL_BAR = 0.24
+RECALL_BAR = 0.25
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
 
