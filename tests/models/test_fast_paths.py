@@ -94,3 +94,21 @@ def test_fast_paths_fit_a_low_rank_matrix(
     spread = float(torch.as_tensor(train.rating).std())
     assert F.mse_loss(pred, torch.as_tensor(train.rating)).sqrt() < 0.05 * spread
     assert metrics["test/rmse"] < 0.05 * spread
+
+
+def test_learning_rate_decays_once_per_epoch(low_rank_split: Split, tmp_path: Path) -> None:
+    pl.seed_everything(0, verbose=False)
+    train = low_rank_split.train
+    net = MatrixFactorization(train.num_users, train.num_items, dim=2, sparse=True)
+    task = RecommenderTask(net, lr=0.04, lr_decay=0.5, optimizer="sparse_adam")
+    dm = InteractionDataModule(low_rank_split, "explicit", batch_size=128, num_negatives=0, seed=0)
+    trainer = pl.Trainer(
+        max_epochs=3,
+        accelerator="cpu",
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        logger=False,
+        enable_checkpointing=False,
+    )
+    trainer.fit(task, datamodule=dm)
+    assert [o.param_groups[0]["lr"] for o in trainer.optimizers] == [0.04 * 0.5**3] * 2
