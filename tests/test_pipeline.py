@@ -42,12 +42,25 @@ def _parse_table(path: Path) -> dict[str, dict[str, float]]:
     return out
 
 
+MOVIELENS_ONLY = {"topk_movielens"}  # its k grid (up to 1000) needs a MovieLens-sized creator set
+
+
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
-def test_every_experiment_runs_tiny(experiment, tmp_path):
-    folder = run(
-        compose_config(tiny(experiment, "logger.tensorboard=false", "logger.projector=false")),
-        tmp_path / "run",
-    )
+def test_every_experiment_runs_tiny(experiment, tmp_path, request):
+    extra = ["logger.tensorboard=false", "logger.projector=false"]
+    if experiment in MOVIELENS_ONLY:
+        root = request.getfixturevalue("shared_movielens")
+        extra += [
+            "data=ml-100k",
+            f"data.path={root}",
+            "data.download=false",
+            "sim.n_users=50",
+            "trainer.max_epochs=1",
+            "+trainer.limit_train_batches=5",
+            "sim.n_creators=1200",
+            "sim.threads=1",
+        ]
+    folder = run(compose_config(tiny(experiment, *extra)), tmp_path / "run")
     summary = json.loads((folder / "summary.json").read_text())
     metrics = pd.read_csv(folder / "metrics.csv")
     replicas = metrics["replica"].nunique()
