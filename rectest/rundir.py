@@ -17,6 +17,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rectest.errors import ConfigError
+from rectest.report.atomic import atomic_write_text
 
 # the keys that do not change what a run computes (a resumed run may differ in these)
 _IGNORED_ON_RESUME = ("logger", "run_name")
@@ -112,17 +113,6 @@ def _comparable(cfg: DictConfig) -> str:
     for key in _IGNORED_ON_RESUME:
         plain.pop(key, None)
     return OmegaConf.to_yaml(OmegaConf.create(plain))
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write a text file so that readers see the old content or the new, never a part."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def save_checkpoint(path: Path, state: dict) -> None:

@@ -24,13 +24,14 @@ from tqdm.auto import tqdm
 
 from rectest.errors import ConfigError
 from rectest.online import OnlineRecommender
+from rectest.report.atomic import atomic_write_text
 from rectest.report.console import console_summary
 from rectest.report.frames import history_frame
 from rectest.report.metrics_log import MetricsLog, read_metrics
 from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
 from rectest.report.summary import write_summary
 from rectest.report.values import MEASURES, REPLICA, SEED, STEP
-from rectest.rundir import RunFolder, atomic_write_text, load_checkpoint, save_checkpoint
+from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
 from rectest.sim import Dynamics, Policy, Simulation, State
 from rectest.sweep import Replica
 
