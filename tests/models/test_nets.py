@@ -98,3 +98,22 @@ def test_two_tower_penalty_counts_touched_id_embeddings() -> None:
     e_i = net.item_tower.embedding.weight.pow(2).sum(-1)
     want = (e_u[0] + 2 * e_i[1] + e_i[5] + e_u[2] + e_i[0] + e_i[2] + e_i[3]) / 2
     torch.testing.assert_close(net.penalty(user, item), want)
+
+
+def test_two_tower_catalogue_pass_equals_the_per_row_pass() -> None:
+    """A batch naming more items than the catalogue runs the item tower once over all items."""
+    torch.manual_seed(4)
+    net = TwoTower(5, 6, dim=3, id_dim=4, hidden=[7])
+    user = torch.tensor([0, 4, 2])
+    item = torch.tensor([[5, 0, 0], [1, 2, 3], [4, 5, 1]])  # (3, 3): 9 > 6 items
+    got = net(user, item)
+    got.sum().backward()
+    got_grads = [p.grad.clone() for p in net.parameters()]
+    net.zero_grad()
+    u = torch.nn.functional.normalize(net.user_tower(user), dim=-1)  # (3, 3)
+    v = torch.nn.functional.normalize(net.item_tower(item), dim=-1)  # (3, 3, 3) per row
+    want = torch.einsum("bd,bkd->bk", u, v)
+    want.sum().backward()
+    torch.testing.assert_close(got, want)
+    for g, p in zip(got_grads, net.parameters(), strict=True):
+        torch.testing.assert_close(g, p.grad)
