@@ -38,12 +38,17 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing the package
 
 from benchmarks.bench_data import BENCH, ITEMS, ROWS, USERS, generate  # noqa: E402
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
+
+    from rectest.data.bundle import DataBundle
 
 RELEASE = "ml-20m"
 EXPERIMENT = "topk_movielens"  # the paper's MovieLens top-k grid: two-tower, 2000 creators, T=500
@@ -89,7 +94,7 @@ def row(stage: str, seconds: float, notes: str, **values: Any) -> dict:
 
 
 # ------------------------------------------------------------------------------------------------ config
-def compose_config(root: Path, model: str | None = None):
+def compose_config(root: Path, model: str | None = None) -> DictConfig:
     """The experiment's config for the ml-20m log under ``root`` (Hydra compose, as the CLI would)."""
     from hydra import compose, initialize_config_dir
 
@@ -102,7 +107,7 @@ def compose_config(root: Path, model: str | None = None):
         return compose(config_name="config", overrides=overrides)
 
 
-def load_bundle(cfg):
+def load_bundle(cfg: DictConfig) -> tuple[DataBundle, float]:
     """The configured data option (load through the parquet cache + split); returns (bundle, seconds)."""
     from rectest.config import build
 
@@ -129,7 +134,7 @@ def stage_parse(p: dict) -> list[dict]:
     return [row(what, seconds, notes)]
 
 
-def make_clock():
+def make_clock() -> Any:
     """A Lightning callback recording the time of every train / validation batch end and of each epoch start.
 
     Built on call so that the simulation stages never import Lightning (their peak RSS stays their own).
@@ -265,7 +270,7 @@ def stage_export(p: dict) -> list[dict]:
     return [row("export embeddings", seconds, notes)]
 
 
-def _state(m: int, n: int, d: int):
+def _state(m: int, n: int, d: int) -> Any:
     import torch
 
     from rectest.sim import State, random_sphere
