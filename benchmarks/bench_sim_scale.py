@@ -23,6 +23,8 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench_sim import best_time  # noqa: E402  (this folder is on sys.path when run as a script)
+
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
 from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
 
@@ -30,17 +32,6 @@ from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
 def peak_rss_gb() -> float:
     """Peak resident set size of this process so far, in GB (Linux reports KiB)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
-
-
-def best_time(fn, repeats: int = 5) -> float:
-    """Fastest of ``repeats`` timed calls (after one warm-up)."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def floor_seconds(m: int, n: int, d: int, chunk: int) -> tuple[float, float, float, float]:
