@@ -5,11 +5,17 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-import pytest
-from hydra import compose, initialize_config_dir
-from omegaconf import DictConfig
+# Tests run small problems: one thread each is fastest, and subprocesses (CLI, DDP, torchrun) inherit it.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
 
-import rectest.config  # noqa: F401  (registers the schemas)
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig  # noqa: E402
+
+import rectest.config  # noqa: F401, E402  (registers the schemas)
+
+torch.set_num_threads(1)
 
 REPO = Path(__file__).resolve().parent.parent
 CONF = REPO / "conf"
