@@ -3,7 +3,7 @@
 Prints two tables:
 
 1. MovieLens-100K, predefined folds (default u1): rectest MF with the shipped ``conf/model/mf.yaml`` (train on
-   95% of ``uX.base``, 5% for early stopping), the same with large batches (``--fast``: the throughput
+   95% of ``uX.base``, 5% for early stopping), the same with large batches (``FAST``: the throughput
    setting), against Surprise SVD with its defaults (100 factors, 20 epochs, trained on all of
    ``uX.base``). Ratings/s = training rows x epochs / training time (validation excluded).
 2. A synthetic 20M-rating log (138,493 users x 26,744 items, like ML-20M): one epoch of rectest MF on CPU
