@@ -36,6 +36,12 @@ def _shard() -> tuple[int, int]:
     return 0, 1
 
 
+def _per_rank(total: int, size: int) -> int:
+    """An evaluation batch size that gives every data-parallel process at least one batch when it can."""
+    world = _shard()[1]
+    return max(1, min(size, -(-total // world)))
+
+
 class _Batches(IterableDataset):
     """Shuffled (or sequential) mini-batches of rating rows; reshuffled with a new seed every epoch.
 
@@ -204,10 +210,14 @@ class InteractionDataModule(pl.LightningDataModule):
 
     def _eval_loader(self, log: Interactions, exclude: list[Interactions]) -> DataLoader:
         if self.feedback == EXPLICIT:
-            return DataLoader(_Batches(_columns(log), max(self.batch_size, 8192), None), batch_size=None)
+            size = _per_rank(len(log), max(self.batch_size, 8192))
+            return DataLoader(_Batches(_columns(log), size, None), batch_size=None)
         target = _CSR([log], self.num_users, self.num_items)
         seen = _CSR(exclude, self.num_users, self.num_items)
-        return DataLoader(_RankingBatches(target, seen, EVAL_USERS_PER_BATCH), batch_size=None)
+        users = int(((target.indptr[1:] - target.indptr[:-1]) > 0).sum())
+        return DataLoader(
+            _RankingBatches(target, seen, _per_rank(users, EVAL_USERS_PER_BATCH)), batch_size=None
+        )
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader(self.split.val, [self.split.train])

@@ -89,3 +89,27 @@ def test_bad_arguments_raise_config_error(
 ) -> None:
     with pytest.raises(ConfigError):
         InteractionDataModule(low_rank_split, feedback, batch_size=batch_size, num_negatives=k, seed=0)
+
+
+@pytest.mark.parametrize("feedback", ["explicit", "implicit"])
+def test_every_data_parallel_rank_gets_evaluation_batches(
+    low_rank_split: Split, feedback, monkeypatch
+) -> None:
+    """A validation log smaller than one default batch is still split across 2 ranks, covering every row once."""
+    import rectest.data.datamodule as dmod
+
+    dm = InteractionDataModule(low_rank_split, feedback, batch_size=50, num_negatives=1, seed=0)
+    seen = []
+    for rank in (0, 1):
+        monkeypatch.setattr(dmod, "_shard", lambda rank=rank: (rank, 2))
+        batches = list(dm.val_dataloader())
+        assert batches, f"rank {rank} got no validation batch"
+        key = "item" if feedback == "explicit" else "user"
+        seen += [
+            (int(u), int(i)) for b in batches for u, i in zip(b["user"], b.get(key, b["user"]), strict=True)
+        ]
+    if feedback == "explicit":
+        val = low_rank_split.val
+        assert sorted(seen) == sorted(zip(val.user.tolist(), val.item.tolist(), strict=True))
+    else:
+        assert len({u for u, _ in seen}) == len(seen) == len(set(low_rank_split.val.user.tolist()))
