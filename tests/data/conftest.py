@@ -13,7 +13,22 @@ from rectest.data.releases import RELEASES
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURES = REPO / "tests" / "fixtures" / "movielens"
+SUFFIX = ".fixture"  # committed as `u.data.fixture` etc.: hand-written tiny files, never real MovieLens data
 SHARED_ENV = "RECTEST_SHARED_DATA"
+
+
+def fixture_file(folder: str, name: str) -> Path:
+    """The committed fixture for ``<folder>/<name>`` (a release's file name)."""
+    return FIXTURES / folder / f"{name}{SUFFIX}"
+
+
+def _materialise(target: Path) -> Path:
+    """Copy the fixtures to ``target`` under their release file names (the suffix dropped)."""
+    for path in FIXTURES.rglob(f"*{SUFFIX}"):
+        dest = target / path.relative_to(FIXTURES).with_suffix("")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(path, dest)
+    return target
 
 
 def make_zip(release: str, target: Path) -> Path:
@@ -22,17 +37,15 @@ def make_zip(release: str, target: Path) -> Path:
     archive = target / rel.archive
     with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as zf:
         zf.writestr(f"{rel.folder}/", "")
-        for path in sorted((FIXTURES / rel.folder).iterdir()):
-            zf.write(path, f"{rel.folder}/{path.name}")
+        for path in sorted((FIXTURES / rel.folder).glob(f"*{SUFFIX}")):
+            zf.write(path, f"{rel.folder}/{path.name.removesuffix(SUFFIX)}")
     return archive
 
 
 @pytest.fixture
 def fixture_root(tmp_path: Path) -> Path:
     """A writable copy of the fixture data root (extracted layout for every release)."""
-    root = tmp_path / "data"
-    shutil.copytree(FIXTURES, root)
-    return root
+    return _materialise(tmp_path / "data")
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pytest
 from rectest.data import load_ml100k_fold, load_movielens
 from rectest.data.cache import CACHE_FOLDER
 from rectest.data.releases import ML100K_FOLDS, RELEASES
-from tests.data.conftest import FIXTURES, make_zip
+from tests.data.conftest import fixture_file, make_zip
 
 # What each fixture holds: (original (user, item, rating, timestamp) rows, {item id: title}).
 EXPECTED_TITLES = {
@@ -27,7 +27,7 @@ EXPECTED_TITLES = {
 def _raw_rows(release: str) -> list[tuple[int, int, float, int]]:
     """Parse the fixture's ratings file by hand (an independent reference)."""
     rel = RELEASES[release]
-    text = (FIXTURES / rel.folder / rel.ratings_file).read_text()
+    text = fixture_file(rel.folder, rel.ratings_file).read_text()
     lines = [ln for ln in text.splitlines() if ln.strip()]
     if rel.ratings_format == "csv":
         lines = lines[1:]
