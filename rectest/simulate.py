@@ -79,9 +79,9 @@ def _policy_values(replicas: list[Replica], key: str, off: float | None) -> Any:
 
 def build_simulation(start, replicas: list[Replica], settings: Settings) -> Simulation:
     """The engine for these replicas, every one starting from the same vectors."""
-    R, n = len(replicas), start.creators.shape[0]
+    n = start.creators.shape[0]
     as_t = lambda x: torch.as_tensor(x, dtype=settings.dtype, device=settings.device)  # noqa: E731
-    state = State(as_t(start.users).expand(R, -1, -1).clone(), as_t(start.creators).expand(R, -1, -1).clone())
+    state = State(as_t(start.users), as_t(start.creators))  # one replica; the engine copies it to every seed
     policy = Policy(
         beta=[r.params["beta"] for r in replicas],
         k=_policy_values(replicas, "k", n),  # k = n is no truncation
@@ -132,7 +132,10 @@ def simulate(
     Returns:
         The summary written to ``summary.json``.
     """
-    sim = build_simulation(start, replicas, settings)  # 1.
+    try:
+        sim = build_simulation(start, replicas, settings)  # 1.
+    except ValueError as err:  # a combination the engine refuses (e.g. beta=inf with rho > 0)
+        raise ConfigError(str(err)) from None
     params = [{k: r.params[k] for k in keys} for r in replicas]
     seeds = [r.seed for r in replicas]
     online = _online(start, replicas, settings)

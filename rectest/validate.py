@@ -46,6 +46,10 @@ def validate_values(values: dict[str, list[Any]], n_creators: int, d: int) -> No
     _check("eta_c", values["eta_c"], lambda v: 0.0 < v <= 1.0, "eta_c in (0, 1]")
     _check("fixed_dims", values["fixed_dims"], lambda v: 0 <= v < d, f"0 <= fixed_dims < d = {d}")
     _check("retrain_every", values["retrain_every"], lambda v: v >= 0, "retrain_every >= 0 (0 = never)")
+    if any(math.isinf(b) for b in values["beta"]) and any(r > 0 for r in values["rho"]):
+        raise ConfigError(
+            "policy.rho > 0 with policy.beta=inf: the diversity-aware objective needs a finite beta"
+        )
     if any(v is not None for v in values["mmr_lambda"]) and all(v is None for v in values["k"]):
         raise ConfigError(
             "policy.mmr_lambda is set but policy.k is null: MMR re-ranking needs a list length k"

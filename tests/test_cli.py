@@ -27,6 +27,7 @@ def _train(tmp_path, *overrides: str) -> subprocess.CompletedProcess:
         (["data=embeddings", "data.path=/nonexistent/emb.npz"], "/nonexistent/emb.npz"),
         (["+data.colour=red"], "colour"),
         (["model.task.lr=-1"], "lr=-1"),
+        (["policy.beta=inf", "policy.rho=1"], "policy.rho"),
     ],
 )
 def test_user_errors_are_one_line_exit_2(tmp_path, overrides, needle):
