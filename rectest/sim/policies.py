@@ -127,26 +127,18 @@ class BoundPolicy:
         self.eps = column(eps, device, dtype) if any(e > 0 for e in eps) else None
         self.rho = column(rho, device, dtype) if any(r > 0 for r in rho) else None
         self.rho_iters, self.rho_tol = policy.rho_iters, policy.rho_tol
+        untouched = (  # no re-ranking, threshold, uniform mix, diversity term, infinite or huge beta
+            self.mmr is None
+            and self.tau is None
+            and self.eps is None
+            and self.rho is None
+            and not self.any_inf
+            and not self.need_shift
+        )
         # plain softmax (nothing but a moderate beta): the engine folds beta into the score matmul
-        self.plain_softmax = (
-            self.kmax is None
-            and self.mmr is None
-            and self.tau is None
-            and self.eps is None
-            and self.rho is None
-            and not self.any_inf
-            and not self.need_shift
-        )
+        self.plain_softmax = self.kmax is None and untouched
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
-        self.topk_only = (
-            all(x < n for x in k)
-            and self.mmr is None
-            and self.tau is None
-            and self.eps is None
-            and self.rho is None
-            and not self.any_inf
-            and not self.need_shift
-        )
+        self.topk_only = all(x < n for x in k) and untouched
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
