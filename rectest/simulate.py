@@ -39,6 +39,7 @@ log = logging.getLogger("rectest")
 
 # new metric rows reach metrics.csv and TensorBoard at least this often (and at every checkpoint)
 FLUSH_SECONDS = 2.0
+RETRAIN_TAG = "retrain/rmse"  # TensorBoard tag of the learned model's error against the true scores
 # full-batch Adam steps per warm-start epoch of the learned recommender
 GRADIENT_STEPS_PER_EPOCH = 10
 
@@ -181,7 +182,8 @@ def simulate(
                 due = (every > 0) & (sim.t % every.clamp(min=1) == 0)
                 if bool(due.any()):
                     online.retrain(due)
-                    _log_retrain(folder, sim.t, online.rmse(sim.users, sim.creators, pairs), seeds, params)
+                    rmse = online.rmse(sim.users, sim.creators, pairs)
+                    _log_retrain(folder, sim.t, rmse, seeds, params, writers)
             else:
                 sim.step(log=last)
             due_checkpoint = settings.checkpoint_every and sim.t % settings.checkpoint_every == 0
@@ -221,8 +223,9 @@ def _error_pairs(start, settings: Settings, count: int = 4096) -> torch.Tensor:
 
 
 def _log_retrain(
-    folder: RunFolder, step: int, rmse: torch.Tensor, seeds: list[int], params: list[dict]
+    folder: RunFolder, step: int, rmse: torch.Tensor, seeds: list[int], params: list[dict], writers
 ) -> None:
+    """Append the learned model's error against the truth (per replica) to retrain.csv and TensorBoard."""
     new = not folder.retrain_log.exists()
     with open(folder.retrain_log, "a", newline="") as fh:
         w = csv.writer(fh)
@@ -230,6 +233,12 @@ def _log_retrain(
             w.writerow(["step", "replica", "seed", *params[0].keys(), "rmse"])
         for r, value in enumerate(rmse.tolist()):
             w.writerow([step, r, seeds[r], *params[r].values(), value])
+    if writers is not None:  # mean over the seeds of each swept setting, tag retrain/rmse
+        groups: dict[tuple, list[float]] = {}
+        for r, value in enumerate(rmse.tolist()):
+            groups.setdefault(tuple(params[r].items()), []).append(value)
+        for key, values in groups.items():
+            writers.writer(dict(key)).add_scalar(RETRAIN_TAG, sum(values) / len(values), global_step=step)
 
 
 def _truncate_retrain_log(folder: RunFolder, step: int) -> None:

@@ -148,3 +148,19 @@ def test_bring_your_own_embeddings(tmp_path):
     folder = run(cfg, tmp_path / "run")
     metrics = pd.read_csv(folder / "metrics.csv")
     assert len(metrics) == 4 and not (folder / "embeddings").exists()
+
+
+def test_learned_recommender_logs_its_error_at_each_retrain(tmp_path):
+    overrides = tiny(
+        "retraining", "sim.retrain_every=[0,2]", "logger.projector=false", "logger.figures=false"
+    )
+    folder = run(compose_config(overrides), tmp_path / "run")
+    log = pd.read_csv(folder / "retrain.csv")
+    assert sorted(log["step"].unique()) == [2, 4, 6]  # every 2 steps of 6
+    assert (log["rmse"] >= 0).all()
+    # retraining moves the platform's model away from the never-retrained one (same world, same seeds)
+    last = log[log["step"] == 6].groupby("retrain_every")["rmse"].mean()
+    assert abs(last[2] - last[0]) > 1e-4
+    acc = EventAccumulator(str(folder / "tb" / "retrain_every=2"))
+    acc.Reload()
+    assert [e.step for e in acc.Scalars("retrain/rmse")] == [2, 4, 6]
