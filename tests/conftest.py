@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 from pathlib import Path
 
@@ -34,3 +35,14 @@ def shared_movielens() -> Path:
     if not (SHARED_MOVIELENS / "ml-100k" / "u.data").exists():
         pytest.skip(f"real MovieLens copies not found under {SHARED_MOVIELENS} (set RECTEST_SHARED_DATA)")
     return SHARED_MOVIELENS
+
+
+def imported_names(path: Path) -> set[str]:
+    """Absolute module names a Python file imports (``import x.y`` and ``from x.y import z``)."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names.add(node.module)
+    return names

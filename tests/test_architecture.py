@@ -2,21 +2,11 @@
 
 from __future__ import annotations
 
-import ast
 from pathlib import Path
 
+from tests.conftest import imported_names
+
 PKG = Path(__file__).resolve().parent.parent / "rectest"
-
-
-def _imports(path: Path) -> set[str]:
-    tree = ast.parse(path.read_text())
-    names: set[str] = set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            names.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
-    return names
 
 
 def test_sim_depends_on_torch_and_stdlib_only():
@@ -24,7 +14,7 @@ def test_sim_depends_on_torch_and_stdlib_only():
     assert files, "rectest/sim has no modules"
     forbidden = ("numpy", "pandas", "lightning", "pytorch_lightning", "hydra", "omegaconf", "matplotlib")
     for path in files:
-        for name in _imports(path):
+        for name in imported_names(path):
             top = name.split(".")[0]
             assert top not in forbidden, f"{path.name} imports {name}"
             if top == "rectest":
@@ -33,7 +23,7 @@ def test_sim_depends_on_torch_and_stdlib_only():
 
 def test_models_use_data_types_and_the_sim_scoring_only():
     for path in (PKG / "models").glob("*.py"):
-        for name in _imports(path):
+        for name in imported_names(path):
             if name.startswith("rectest."):
                 allowed = name.startswith(
                     ("rectest.models", "rectest.data", "rectest.sim.scoring", "rectest.errors")
@@ -45,5 +35,5 @@ def test_only_pipeline_and_entry_points_read_hydra_config():
     for path in PKG.rglob("*.py"):
         rel = path.relative_to(PKG).as_posix()
         if rel.startswith(("sim/", "models/", "report/")):
-            for name in _imports(path):
+            for name in imported_names(path):
                 assert not name.startswith("hydra"), f"{rel} imports {name}"

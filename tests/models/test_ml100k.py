@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pytest
 import pytorch_lightning as pl
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
@@ -33,15 +32,6 @@ FOLDS = ("u1", "u2", "u3", "u4", "u5")
 RMSE_BAR = 0.915
 RECALL_BAR = 0.25
 CONF = Path(__file__).resolve().parents[2] / "conf"
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are small: one torch thread avoids oversubscribing a shared machine (13 min vs ~1)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def train_config(option: str, split: Split, run_dir: Path) -> dict[str, float]:
