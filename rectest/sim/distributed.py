@@ -9,13 +9,17 @@ MovieLens-20M scale, while the ``m x n`` scores are the cost). One step on every
    replicated creators, UD from the same strided user sample one process would take (gathered), the
    polarization flag from all-reduced minima and second moments;
 3. update its users (a per-user rule, exactly the engine's);
-4. sum its users' pull on every creator and their count, all-reduce both, and apply the creator update
-   (the engine's formula) identically on every rank.
+4. compute its users' pull on their creators, gather every rank's (``exact=True``, the default) or
+   all-reduce per-creator sums (``exact=False``), and apply the creator update (the engine's formula)
+   identically on every rank.
 
-The result equals the single-process :class:`~rectest.sim.engine.Simulation` with the same seeds: the
-same creators are recommended at every step and the vectors and measures agree up to float rounding
-(the all-reduce adds the creators' pulls in another order than one process does). Without an initialised
-process group it runs as a world of one.
+The result equals the single-process :class:`~rectest.sim.engine.Simulation` with the same seeds. With
+``exact=True`` every rank adds all users' pulls in the single process's order, so on CPU the recommendations
+and the user and creator vectors are bit for bit those of one process (the logged RD and RR, means
+all-reduced over ranks, agree to float rounding); the price is gathering ``R x m x (d + 1)`` numbers per
+step. ``exact=False`` all-reduces ``R x n x (d + 1)`` per-creator sums instead (less traffic and memory at
+large ``m``): the same creators are recommended and the vectors agree to float rounding. Without an
+initialised process group it runs as a world of one.
 
 Launch (one process per GPU with ``nccl``, or per CPU group with ``gloo``)::
 
@@ -78,6 +82,8 @@ class ShardedSimulation(Simulation):
         policy, dynamics, seeds, log_every, chunk_size, r_polarized, ud_max_users: as for
             :class:`Simulation` (``chunk_size`` counts this rank's users).
         group: the process group (None: the default one, or a world of one without torch.distributed).
+        exact: gather every user's pull so the creator update adds them in one process's order (see the
+            module docstring); False: all-reduce per-creator sums.
 
     Attributes:
         total_users: ``m``, the users of all ranks.
@@ -98,8 +104,10 @@ class ShardedSimulation(Simulation):
         r_polarized: float = 0.05,
         ud_max_users: int = UD_MAX_USERS,
         group: dist.ProcessGroup | None = None,
+        exact: bool = True,
     ):
         self.group = group
+        self.exact = exact
         self.rank, self.world = rank_and_world(group)
         self.total_users = state.m
         self.start, self.stop = shard_bounds(state.m, self.world, self.rank)
@@ -173,13 +181,28 @@ class ShardedSimulation(Simulation):
         shown = self.creators.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # (R, m_r, d) v_{i_j}
         s = (self.users * shown).sum(-1, keepdim=True)  # (R, m_r, 1) s_{i_j j}
         terms = torch.cat([self.dynamics.g(s) * self.users, torch.ones_like(s)], -1)  # (R, m_r, d + 1)
-        flat = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m_r,)
+        if self.exact and self.world > 1:
+            terms, chosen = self._gather_users(terms), self._gather_users(chosen.unsqueeze(-1)).squeeze(-1)
+        flat = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m',)
         acc = torch.zeros(R * n, d + 1, dtype=self.users.dtype, device=self.users.device)
-        acc.index_add_(0, flat, terms.reshape(-1, d + 1))  # this rank's sum_{j in S_i} g(s_ij) u_j and |S_i|
-        acc = self._reduce(acc, SUM).view(R, n, d + 1)  # over all users
+        acc.index_add_(0, flat, terms.reshape(-1, d + 1))  # sum_{j in S_i} g(s_ij) u_j and |S_i|
+        if not self.exact:
+            acc = self._reduce(acc, SUM)  # this rank's sums -> sums over all users
+        acc = acc.view(R, n, d + 1)
         pull, count = acc[..., :d], acc[..., d:]  # (R, n, d), (R, n, 1)
         moved = normalize(self.creators + self.dynamics.eta_c * pull / count.clamp_min(1))  # (R, n, d)
         return users, torch.where(count > 0, moved, self.creators)
+
+    def _gather_users(self, x: Tensor) -> Tensor:
+        """``(R, m_r, w)`` rows of this rank's users -> ``(R, m, w)`` rows of all users, in user order."""
+        R, _, w = x.shape
+        widest = shard_bounds(self.total_users, self.world, 0)[1]  # rank 0 holds the most users
+        padded = x.new_zeros(R, widest, w)
+        padded[:, : x.shape[1]] = x
+        parts = [torch.empty_like(padded) for _ in range(self.world)]
+        dist.all_gather(parts, padded, group=self.group)
+        sizes = [b - a for a, b in (shard_bounds(self.total_users, self.world, r) for r in range(self.world))]
+        return torch.cat([part[:, :size] for part, size in zip(parts, sizes, strict=True)], dim=1)
 
     # -- measures over all ranks ----------------------------------------------------------------------------
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
@@ -256,6 +279,12 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--log-every", type=int, default=10)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--out", default=None, help="rank 0 saves the history here (torch.save)")
+    p.add_argument(
+        "--all-reduce",
+        action="store_true",
+        help="all-reduce per-creator sums instead of gathering every user's pull (less traffic at large m; "
+        "equal to one process up to float rounding instead of bit for bit)",
+    )
     return p.parse_args(argv)
 
 
@@ -278,6 +307,7 @@ def main(argv: Sequence[str] | None = None) -> None:
         Dynamics(eta_u=args.eta_u, eta_c=args.eta_c),
         seeds=args.seeds,
         log_every=args.log_every,
+        exact=not args.all_reduce,
     )
     start = time.perf_counter()
     history = sim.run(args.steps)

@@ -107,13 +107,15 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
         results = {}
-        for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
+        runs = [(name, name, True) for name in SCENARIOS] + [("sampled/all-reduce", "sampled", False)]
+        for key, name, exact in runs:
+            policy, dynamics, seeds, log_every = SCENARIOS[name]
             sim = ShardedSimulation(
-                initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6
+                initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, exact=exact
             )
             chosen, hist = drive(sim, STEPS)
             full = sim.gather_state()
-            results[name] = {
+            results[key] = {
                 "bounds": (sim.start, sim.stop),
                 "chosen": chosen,
                 "history": hist,
@@ -150,10 +152,9 @@ def test_two_ranks_equal_one_process(two_ranks: list[dict], name: str) -> None:
     assert zero["bounds"] == (0, 19) and one["bounds"] == (19, M_USERS)
     # every user got the same creator at every step: the draws and the decisions match exactly
     assert torch.equal(torch.cat([zero["chosen"], one["chosen"]], dim=-1), ref_chosen)
-    # the vectors agree up to the order in which the creators' pulls are summed
+    # the creators' pulls are added in one process's order: the vectors are bit for bit the same
     for rank in (zero, one):
-        torch.testing.assert_close(rank["users"], ref.users, rtol=0, atol=1e-5)
-        torch.testing.assert_close(rank["creators"], ref.creators, rtol=0, atol=1e-5)
+        assert torch.equal(rank["users"], ref.users) and torch.equal(rank["creators"], ref.creators)
         assert torch.equal(rank["history"]["step"], ref_hist["step"])
         for measure in MEASURES:
             torch.testing.assert_close(
@@ -164,6 +165,18 @@ def test_two_ranks_equal_one_process(two_ranks: list[dict], name: str) -> None:
     assert torch.equal(zero["creators"], one["creators"]) and torch.equal(zero["users"], one["users"])
     for measure in MEASURES:
         assert torch.equal(zero["history"][measure], one["history"][measure]), measure
+
+
+def test_all_reduced_creator_sums_agree_to_rounding(two_ranks: list[dict]) -> None:
+    ref_chosen, ref_hist, ref = single_process("sampled")
+    zero, one = two_ranks[0]["sampled/all-reduce"], two_ranks[1]["sampled/all-reduce"]
+    assert torch.equal(torch.cat([zero["chosen"], one["chosen"]], dim=-1), ref_chosen)
+    for rank in (zero, one):  # the all-reduce adds the ranks' partial sums: another order, same sums
+        torch.testing.assert_close(rank["users"], ref.users, rtol=0, atol=1e-5)
+        torch.testing.assert_close(rank["creators"], ref.creators, rtol=0, atol=1e-5)
+        for measure in MEASURES:
+            torch.testing.assert_close(rank["history"][measure], ref_hist[measure], rtol=1e-5, atol=1e-6)
+    assert torch.equal(zero["creators"], one["creators"])
 
 
 def test_two_ranks_follow_a_learned_recommenders_scores(two_ranks: list[dict]) -> None:
