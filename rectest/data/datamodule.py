@@ -81,7 +81,7 @@ class _Batches(IterableDataset):
                 yield {k: v[start : start + self.batch_size] for k, v in self.columns.items()}
             else:
                 idx = order[start : start + self.batch_size]
-                yield {k: v[idx] for k, v in self.columns.items()}
+                yield {k: v.index_select(0, idx) for k, v in self.columns.items()}
 
 
 class _NegativeBatches(_Batches):
@@ -155,10 +155,11 @@ class _RankingBatches(IterableDataset):
 
 
 def _columns(log: Interactions) -> dict[str, Tensor]:
+    """The log's columns as tensors (copies: the log's arrays may be read-only views of a cache file)."""
     return {
-        "user": torch.as_tensor(log.user, dtype=torch.long),
-        "item": torch.as_tensor(log.item, dtype=torch.long),
-        "rating": torch.as_tensor(log.rating, dtype=torch.float32),
+        "user": torch.tensor(log.user, dtype=torch.long),
+        "item": torch.tensor(log.item, dtype=torch.long),
+        "rating": torch.tensor(log.rating, dtype=torch.float32),
     }
 
 
