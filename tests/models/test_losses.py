@@ -1,0 +1,103 @@
+"""The implicit losses equal their textbook formulas, computed term by term on a table of known scores."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import Tensor, nn
+
+from rectest.errors import ConfigError
+from rectest.models.task import RecommenderTask
+
+TEMPERATURE = 0.5
+
+
+class TableNet(nn.Module):
+    """A 'network' whose score of (u, i) is entry S[u, i] of a fixed table (the losses' only input)."""
+
+    def __init__(self, scores: Tensor) -> None:
+        super().__init__()
+        self.table = nn.Parameter(scores.clone())
+
+    def forward(self, user: Tensor, item: Tensor) -> Tensor:
+        return self.table[user.unsqueeze(-1), item] if item.dim() == 2 else self.table[user, item]
+
+    def score_matrix(self, user: Tensor, item: Tensor) -> Tensor:
+        return self.table[user][:, item]
+
+    def score_all(self, user: Tensor) -> Tensor:
+        return self.table[user]
+
+
+@pytest.fixture()
+def scores() -> Tensor:
+    return torch.randn(4, 6, generator=torch.Generator().manual_seed(3))  # (m=4 users, n=6 items)
+
+
+BATCH = {
+    "user": torch.tensor([0, 2, 3, 2]),
+    "pos": torch.tensor([1, 4, 1, 0]),  # item 1 is the positive of two rows: an accidental hit in-batch
+    "neg": torch.tensor([[2, 5], [0, 3], [4, 4], [1, 5]]),
+}
+
+
+def loss_of(scores: Tensor, loss: str, in_batch: bool = False) -> float:
+    task = RecommenderTask(TableNet(scores), "implicit", loss, temperature=TEMPERATURE, in_batch=in_batch)
+    return float(task._implicit_loss(BATCH))
+
+
+def rows(key: str) -> list:
+    return BATCH[key].tolist()
+
+
+def test_bpr_is_the_mean_log_sigmoid_of_score_gaps(scores: Tensor) -> None:
+    terms = [
+        -math.log(1 / (1 + math.exp(-(scores[u, p] - scores[u, j]).item() / TEMPERATURE)))
+        for u, p, negs in zip(rows("user"), rows("pos"), rows("neg"), strict=True)
+        for j in negs
+    ]
+    assert loss_of(scores, "bpr") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_sampled_softmax_is_the_positive_against_its_negatives(scores: Tensor) -> None:
+    terms = []
+    for u, p, negs in zip(rows("user"), rows("pos"), rows("neg"), strict=True):
+        logits = [scores[u, i].item() / TEMPERATURE for i in [p, *negs]]
+        terms.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
+    assert loss_of(scores, "softmax") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_in_batch_softmax_skips_accidental_hits(scores: Tensor) -> None:
+    terms = []
+    for b, (u, p) in enumerate(zip(rows("user"), rows("pos"), strict=True)):
+        others = [q for c, q in enumerate(rows("pos")) if c != b and q != p]  # the same item is no negative
+        logits = [scores[u, i].item() / TEMPERATURE for i in [p, *others, *rows("neg")[b]]]
+        terms.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
+    assert loss_of(scores, "softmax", in_batch=True) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_full_softmax_is_the_positive_against_the_whole_catalogue(scores: Tensor) -> None:
+    terms = []
+    for u, p in zip(rows("user"), rows("pos"), strict=True):
+        logits = [scores[u, i].item() / TEMPERATURE for i in range(scores.shape[1])]
+        terms.append(-logits[p] + math.log(sum(math.exp(x) for x in logits)))
+    assert loss_of(scores, "full_softmax") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+
+
+def test_full_softmax_falls_when_the_positive_rises(scores: Tensor) -> None:
+    higher = scores.clone()
+    higher[0, 1] += 1.0  # row 0's positive
+    assert loss_of(higher, "full_softmax") < loss_of(scores, "full_softmax")
+
+
+@pytest.mark.parametrize("loss", ["bpr", "full_softmax"])
+def test_in_batch_needs_the_sampled_softmax(scores: Tensor, loss: str) -> None:
+    with pytest.raises(ConfigError, match="in_batch"):
+        RecommenderTask(TableNet(scores), "implicit", loss, in_batch=True)
+
+
+def test_fused_optimizer_refuses_sparse_adam(scores: Tensor) -> None:
+    with pytest.raises(ConfigError, match="fused"):
+        RecommenderTask(TableNet(scores), "implicit", "bpr", optimizer="sparse_adam", fused=True)
