@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from rectest.errors import ConfigError
 from rectest.models.mf_fused import mse_and_penalty
 
 SCORE_DOT = "dot"
@@ -29,6 +30,9 @@ class MatrixFactorization(nn.Module):
         sparse: build the embeddings with sparse gradients (train with ``optimizer="sparse_adam"``,
             "adagrad" or "sgd"): a step then touches only the rows of the batch's users and items, which
             is what makes a step cheap on catalogues of millions of rows.
+        compile: run the explicit training loss and its gradients through :func:`torch.compile`
+            (dense tables only; the first step compiles for seconds, CPU needs a C++ compiler): the
+            throughput setting of ``benchmarks/bench_train.py``.
     """
 
     score_kind: str = SCORE_DOT
@@ -41,8 +45,15 @@ class MatrixFactorization(nn.Module):
         global_mean: float = 0.0,
         init_std: float = 0.01,
         sparse: bool = False,
+        compile: bool = False,
     ) -> None:
         super().__init__()
+        if compile and sparse:
+            raise ConfigError(
+                "model.net.compile=true with model.net.sparse=true: the compiled training step needs dense "
+                "tables (set one of them to false)"
+            )
+        self.compiled = compile
         self.user_factors = nn.Embedding(num_users, dim, sparse=sparse)  # (m, d)
         self.item_factors = nn.Embedding(num_items, dim, sparse=sparse)  # (n, d)
         self.user_bias = nn.Embedding(num_users, 1, sparse=sparse)  # (m, 1)
@@ -121,7 +132,8 @@ class MatrixFactorization(nn.Module):
             pred, penalty = self.forward_with_penalty(user, item)
             return F.mse_loss(pred, rating), penalty
         tables = (self.user_factors, self.item_factors, self.user_bias, self.item_bias)
-        return mse_and_penalty(*(t.weight for t in tables), self.global_mean, (user, item, rating))
+        weights = (t.weight for t in tables)
+        return mse_and_penalty(*weights, self.global_mean, (user, item, rating), compiled=self.compiled)
 
     def score_matrix(self, user: Tensor, item: Tensor) -> Tensor:
         """Scores of every (user, item) combination: (B,) users x (N,) items -> (B, N)."""

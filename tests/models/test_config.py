@@ -27,6 +27,7 @@ def compose_with(*overrides: str):
     ("option", "net_type", "feedback", "loss"),
     [
         ("mf", MatrixFactorization, "explicit", "mse"),
+        ("mf_fast", MatrixFactorization, "explicit", "mse"),
         ("mf_bpr", MatrixFactorization, "implicit", "bpr"),
         ("mf_softmax", MatrixFactorization, "implicit", "softmax"),
         ("two_tower", TwoTower, "implicit", "softmax"),

@@ -18,9 +18,9 @@ from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
 
 
-def random_mf(sparse: bool = False) -> MatrixFactorization:
+def random_mf(sparse: bool = False, compile: bool = False) -> MatrixFactorization:
     torch.manual_seed(0)
-    net = MatrixFactorization(6, 9, dim=4, global_mean=3.2, init_std=0.7, sparse=sparse)
+    net = MatrixFactorization(6, 9, dim=4, global_mean=3.2, init_std=0.7, sparse=sparse, compile=compile)
     torch.nn.init.normal_(net.user_bias.weight)
     torch.nn.init.normal_(net.item_bias.weight)
     return net
@@ -37,13 +37,17 @@ def reference_loss(net: MatrixFactorization, user: torch.Tensor, item: torch.Ten
     return torch.stack(errs).mean(), torch.stack(norms).mean()
 
 
-@pytest.mark.parametrize("sparse", [False, True])
-def test_fused_loss_and_gradients_equal_the_textbook_formula(sparse: bool) -> None:
+@pytest.mark.parametrize(
+    ("sparse", "compile"),
+    [(False, False), (True, False), (False, True)],
+    ids=["fused", "sparse", "fused-compiled"],
+)
+def test_fused_loss_and_gradients_equal_the_textbook_formula(sparse: bool, compile: bool) -> None:
     user = torch.tensor([0, 5, 5, 2, 0, 3, 5])  # repeated users and items accumulate gradients
     item = torch.tensor([8, 1, 1, 0, 4, 8, 7])
     rating = torch.tensor([4.0, 1.0, 2.0, 5.0, 3.0, 3.5, 4.5])
     l2 = 0.3
-    net = random_mf(sparse)
+    net = random_mf(sparse, compile)
     mse, penalty = net.mse_and_penalty(user, item, rating)
     (mse + l2 * penalty).backward()
     got = {name: p.grad.to_dense() for name, p in net.named_parameters()}
@@ -60,6 +64,11 @@ def test_fused_loss_and_gradients_equal_the_textbook_formula(sparse: bool) -> No
 def test_adam_refuses_sparse_embeddings() -> None:
     with pytest.raises(ConfigError, match="sparse_adam"):
         RecommenderTask(random_mf(sparse=True), optimizer="adam")
+
+
+def test_compiled_step_refuses_sparse_tables() -> None:
+    with pytest.raises(ConfigError, match="compile"):
+        random_mf(sparse=True, compile=True)
 
 
 def test_sparse_adam_moves_only_the_batch_rows() -> None:
