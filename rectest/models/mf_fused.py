@@ -20,6 +20,8 @@ import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
+from rectest.errors import ConfigError
+
 Tables = tuple[Tensor, Tensor, Tensor, Tensor]  # P (m, d), Q (n, d), b_u (m,), b_i (n,)
 
 
@@ -105,8 +107,17 @@ class _MSEAndPenalty(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         forward, _ = _kernels(compiled)
         flat = (p_table, q_table, bu_table.view(-1), bi_table.view(-1))
-        with _scatter_with_atomic_adds(compiled):
-            mse, penalty, err = forward(flat, mu, user, item, rating)
+        try:
+            with _scatter_with_atomic_adds(compiled):
+                mse, penalty, err = forward(flat, mu, user, item, rating)
+        except Exception as error:  # compiling happens here, on the first call
+            if not compiled:
+                raise
+            first = (str(error).strip().splitlines() or [""])[0][:200]
+            raise ConfigError(
+                f"model.net.compile=true: torch.compile failed ({type(error).__name__}: {first}); set "
+                "model.net.compile=false, or install a C++ compiler (CPU) or Triton (CUDA)"
+            ) from error
         ctx.save_for_backward(p_table, q_table, bu_table, bi_table, err, user, item)
         ctx.compiled = compiled
         return mse, penalty

@@ -13,6 +13,7 @@ from torch.nn import functional as F
 from rectest.data.datamodule import InteractionDataModule
 from rectest.data.interactions import Split
 from rectest.errors import ConfigError
+from rectest.models import mf_fused
 from rectest.models.fit import fit
 from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
@@ -69,6 +70,17 @@ def test_adam_refuses_sparse_embeddings() -> None:
 def test_compiled_step_refuses_sparse_tables() -> None:
     with pytest.raises(ConfigError, match="compile"):
         random_mf(sparse=True, compile=True)
+
+
+def test_a_failing_compiler_is_one_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def broken(*args: object) -> None:
+        raise RuntimeError("no working C++ compiler found\nlong traceback ...")
+
+    monkeypatch.setattr(mf_fused, "_COMPILED", {"forward": broken, "backward": broken})
+    net = random_mf(compile=True)
+    with pytest.raises(ConfigError, match="compile=false.*C\\+\\+ compiler") as caught:
+        net.mse_and_penalty(torch.tensor([0]), torch.tensor([1]), torch.tensor([3.0]))
+    assert "RuntimeError: no working C++ compiler found)" in str(caught.value)
 
 
 def test_sparse_adam_moves_only_the_batch_rows() -> None:
