@@ -310,7 +310,8 @@ def training(report: Report, device: torch.device, rows: int, seconds_left: Call
             pl.seed_everything(0, verbose=False)
             net = build(conf["net"], num_users=ML20M_USERS, num_items=ML20M_MOVIES)
             task = build(conf["task"], net=net)
-            dm = InteractionDataModule(split, conf["feedback"], batch, int(conf["num_negatives"]), seed=0)
+            negatives, exclude = int(conf["num_negatives"]), bool(conf["exclude_positives"])
+            dm = InteractionDataModule(split, conf["feedback"], batch, negatives, 0, exclude)
             timer = EpochTimer()
 
             def make_trainer(timer: EpochTimer = timer, **kwargs: object) -> pl.Trainer:

@@ -62,6 +62,7 @@ def plan(cfg: DictConfig, bundle: DataBundle) -> Plan:
         batch_size=int(cfg.model.batch_size),
         num_negatives=int(cfg.model.num_negatives),
         seed=int(cfg.seed),
+        exclude_positives=bool(cfg.model.exclude_positives),
     )
     return Plan(task, datamodule, build(cfg.trainer, "trainer"), int(cfg.model.patience))
 

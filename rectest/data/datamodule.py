@@ -5,7 +5,9 @@ hundred slicing operations.
 
 Explicit feedback: train / val / test batches are ``dict(user (B,), item (B,), rating (B,))``.
 Implicit feedback (every row a positive): train batches are ``dict(user (B,), pos (B,), neg (B, k))`` with
-``k = num_negatives`` items drawn uniformly (k may be 0 for in-batch negatives); val / test batches are
+``k = num_negatives`` items drawn uniformly (k may be 0 for in-batch or full-softmax training), plus
+``seen (2, nnz)``, the (row, item) pairs of each row's user's training items, when ``exclude_positives`` is set
+(:func:`pairs_to_mask` makes the (B, n) mask on the loss's device); val / test batches are
 ``dict(user (B,), target (B, n) bool, exclude (B, n) bool)`` for full ranking, where ``exclude`` marks the
 user's training items (and, for test, validation items).
 """
@@ -84,25 +86,11 @@ class _Batches(IterableDataset):
                 yield {k: v.index_select(0, idx) for k, v in self.columns.items()}
 
 
-class _NegativeBatches(_Batches):
-    """Implicit training batches: positives plus ``k`` uniformly drawn negative items per row."""
-
-    def __init__(
-        self, columns: dict[str, Tensor], batch_size: int, seed: int, num_items: int, k: int
-    ) -> None:
-        super().__init__(columns, batch_size, seed)
-        self.num_items = num_items
-        self.k = k
-
-    def __iter__(self) -> Iterator[dict[str, Tensor]]:
-        gen = torch.Generator().manual_seed(self.seed + 104729 * (self.epoch + 1))
-        for batch in super().__iter__():
-            size = (len(batch["user"]), self.k)
-            yield {
-                "user": batch["user"],
-                "pos": batch["item"],
-                "neg": torch.randint(self.num_items, size, generator=gen),
-            }
+def pairs_to_mask(pairs: Tensor, rows: int, num_items: int) -> Tensor:
+    """(2, nnz) (row, item) pairs -> (rows, num_items) bool mask, on the pairs' device."""
+    mask = torch.zeros(rows, num_items, dtype=torch.bool, device=pairs.device)
+    mask[pairs[0], pairs[1]] = True
+    return mask
 
 
 class _CSR:
@@ -117,8 +105,8 @@ class _CSR:
         self.indptr = torch.from_numpy(np.concatenate([[0], np.cumsum(counts)]))
         self.num_items = num_items
 
-    def dense(self, users: Tensor) -> Tensor:
-        """(B,) user indices -> (B, n) bool mask of their items."""
+    def pairs(self, users: Tensor) -> Tensor:
+        """(B,) user indices -> (2, nnz) (row in the batch, item) of every item of every user."""
         start, end = self.indptr[users], self.indptr[users + 1]  # (B,)
         lengths = end - start
         row = torch.repeat_interleave(torch.arange(len(users)), lengths)  # (nnz,)
@@ -126,9 +114,43 @@ class _CSR:
             lengths.cumsum(0) - lengths, lengths
         )
         cols = self.items[torch.repeat_interleave(start, lengths) + offset]  # (nnz,)
-        mask = torch.zeros(len(users), self.num_items, dtype=torch.bool)
-        mask[row, cols] = True
-        return mask
+        return torch.stack([row, cols])
+
+    def dense(self, users: Tensor) -> Tensor:
+        """(B,) user indices -> (B, n) bool mask of their items."""
+        return pairs_to_mask(self.pairs(users), len(users), self.num_items)
+
+
+class _NegativeBatches(_Batches):
+    """Implicit training batches: positives plus ``k`` uniformly drawn negative items per row, and (with
+    ``seen``) the (row, item) pairs of each row's user's training items."""
+
+    def __init__(
+        self,
+        columns: dict[str, Tensor],
+        batch_size: int,
+        seed: int,
+        num_items: int,
+        k: int,
+        seen: _CSR | None = None,
+    ) -> None:
+        super().__init__(columns, batch_size, seed)
+        self.num_items = num_items
+        self.k = k
+        self.seen = seen
+
+    def __iter__(self) -> Iterator[dict[str, Tensor]]:
+        gen = torch.Generator().manual_seed(self.seed + 104729 * (self.epoch + 1))
+        for batch in super().__iter__():
+            size = (len(batch["user"]), self.k)
+            out = {
+                "user": batch["user"],
+                "pos": batch["item"],
+                "neg": torch.randint(self.num_items, size, generator=gen),
+            }
+            if self.seen is not None:  # sparse: the (B, n) mask is built where the loss runs
+                out["seen"] = self.seen.pairs(batch["user"])  # (2, nnz)
+            yield out
 
 
 class _RankingBatches(IterableDataset):
@@ -172,9 +194,19 @@ class InteractionDataModule(pl.LightningDataModule):
         batch_size: rating rows per training batch.
         num_negatives: uniformly sampled negatives per positive (implicit only; 0 = in-batch only).
         seed: seeds the shuffling and the negative sampling (epoch e uses a seed derived from seed and e).
+        exclude_positives: implicit training batches carry ``seen``, the (row, item) pairs of each user's
+            training items, so the loss can keep a user's other positives out of its negatives.
     """
 
-    def __init__(self, split: Split, feedback: str, batch_size: int, num_negatives: int, seed: int) -> None:
+    def __init__(
+        self,
+        split: Split,
+        feedback: str,
+        batch_size: int,
+        num_negatives: int,
+        seed: int,
+        exclude_positives: bool = False,
+    ) -> None:
         super().__init__()
         if feedback not in FEEDBACKS:
             raise ConfigError(f"model.feedback={feedback!r}: expected one of {FEEDBACKS}")
@@ -189,6 +221,7 @@ class InteractionDataModule(pl.LightningDataModule):
         self.batch_size = batch_size
         self.num_negatives = num_negatives
         self.seed = seed
+        self.exclude_positives = exclude_positives
         self.num_users = split.train.num_users
         self.num_items = split.train.num_items
         self._train: _Batches | None = None
@@ -204,8 +237,11 @@ class InteractionDataModule(pl.LightningDataModule):
             if self.feedback == EXPLICIT:
                 self._train = _Batches(cols, self.batch_size, self.seed)
             else:
+                seen = None
+                if self.exclude_positives:
+                    seen = _CSR([self.split.train], self.num_users, self.num_items)
                 self._train = _NegativeBatches(
-                    cols, self.batch_size, self.seed, self.num_items, self.num_negatives
+                    cols, self.batch_size, self.seed, self.num_items, self.num_negatives, seen
                 )
         return DataLoader(self._train, batch_size=None)
 

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from rectest.data.datamodule import EXPLICIT, FEEDBACKS, IMPLICIT
+from rectest.data.datamodule import EXPLICIT, FEEDBACKS, IMPLICIT, pairs_to_mask
 from rectest.errors import ConfigError
 from rectest.models.metrics import ranking_metrics
 
@@ -175,24 +175,43 @@ class RecommenderTask(pl.LightningModule):
         return self.net(user, item).clamp(self.rating_range[0], self.rating_range[1])
 
     def _implicit_loss(self, batch: dict[str, Tensor]) -> Tensor:
+        """The implicit loss of a batch; with ``batch["seen"]`` (each row's user's training items as (row,
+        item) pairs), a user's other training items are never its negatives (BPR drops those terms; the
+        softmax losses mask them out of the denominator)."""
         user, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        seen = None
+        if "seen" in batch:  # (2, nnz) (row, item) pairs -> (B, n) bool
+            seen = pairs_to_mask(batch["seen"], len(user), self.net.num_items)
         t = self.hparams.temperature
         if self.loss_name == LOSS_BPR:
             pos_s = self.net(user, pos)  # (B,)
             neg_s = self.net(user, neg)  # (B, k)
-            return -F.logsigmoid((pos_s.unsqueeze(-1) - neg_s) / t).mean()
+            terms = -F.logsigmoid((pos_s.unsqueeze(-1) - neg_s) / t)  # (B, k)
+            if seen is None:
+                return terms.mean()
+            keep = ~seen.gather(1, neg)  # (B, k) negatives that are not the user's items
+            return (terms * keep).sum() / keep.sum().clamp_min(1)
         if self.loss_name == LOSS_FULL_SOFTMAX:
-            return F.cross_entropy(self.net.score_all(user) / t, pos)  # (B, n) logits, label = the positive
+            logits = self.net.score_all(user) / t  # (B, n), label = the positive
+            if seen is not None:
+                others = seen.scatter(1, pos.unsqueeze(-1), False)  # (B, n) the user's other items
+                logits = logits.masked_fill(others, float("-inf"))
+            return F.cross_entropy(logits, pos)
         parts = []
         if self.hparams.in_batch:
             logits = self.net.score_matrix(user, pos)  # (B, B); the diagonal holds the positives
-            same = pos.unsqueeze(0) == pos.unsqueeze(1)  # (B, B) accidental hits
-            same.fill_diagonal_(False)
-            parts.append(logits.masked_fill(same, float("-inf")))
+            hits = pos.unsqueeze(0) == pos.unsqueeze(1)  # (B, B) accidental hits: the same item
+            if seen is not None:
+                hits |= seen[:, pos]  # or another of the user's items
+            hits.fill_diagonal_(False)
+            parts.append(logits.masked_fill(hits, float("-inf")))
         else:
             parts.append(self.net(user, pos).unsqueeze(-1))  # (B, 1)
         if neg.shape[-1] > 0:
-            parts.append(self.net(user, neg))  # (B, k)
+            neg_s = self.net(user, neg)  # (B, k)
+            if seen is not None:
+                neg_s = neg_s.masked_fill(seen.gather(1, neg), float("-inf"))
+            parts.append(neg_s)
         logits = torch.cat(parts, dim=-1) / t  # (B, B + k) or (B, 1 + k)
         label = (
             torch.arange(len(user), device=user.device) if self.hparams.in_batch else torch.zeros_like(user)

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from rectest.data.datamodule import InteractionDataModule
+from rectest.data.datamodule import InteractionDataModule, pairs_to_mask
 from rectest.data.interactions import Split
 from rectest.errors import ConfigError
 
@@ -52,6 +52,20 @@ def test_implicit_batches_have_k_uniform_negatives(low_rank_split: Split) -> Non
     expected = counts.sum() / dm.num_items
     chi2 = ((counts - expected) ** 2 / expected).sum().item()
     assert chi2 < 60  # chi-square with 17 dof: P(> 60) < 1e-6 under uniform sampling
+
+
+def test_seen_masks_are_each_users_training_items(block_split: Split) -> None:
+    train = block_split.train
+    items_of: dict[int, set[int]] = {}
+    for u, i in zip(train.user.tolist(), train.item.tolist(), strict=True):
+        items_of.setdefault(u, set()).add(i)
+    dm = InteractionDataModule(block_split, "implicit", 16, 2, seed=0, exclude_positives=True)
+    for batch in epoch(dm):
+        seen = pairs_to_mask(batch["seen"], len(batch["user"]), dm.num_items)  # (B, n)
+        for row, u in zip(seen, batch["user"].tolist(), strict=True):
+            assert set(torch.nonzero(row).flatten().tolist()) == items_of[u]
+        assert seen[torch.arange(len(batch["pos"])), batch["pos"]].all()  # a positive is seen
+    assert "seen" not in epoch(InteractionDataModule(block_split, "implicit", 16, 2, seed=0))[0]
 
 
 def test_ranking_masks_match_the_logs(block_split: Split) -> None:

@@ -1,4 +1,8 @@
-"""The implicit losses equal their textbook formulas, computed term by term on a table of known scores."""
+"""The implicit losses equal their textbook formulas, computed term by term on a table of known scores.
+
+With ``seen`` (each user's training items) in the batch, a user's other items are never its negatives: the
+formulas below skip them explicitly.
+"""
 
 from __future__ import annotations
 
@@ -30,6 +34,10 @@ class TableNet(nn.Module):
     def score_all(self, user: Tensor) -> Tensor:
         return self.table[user]
 
+    @property
+    def num_items(self) -> int:
+        return self.table.shape[1]
+
 
 @pytest.fixture()
 def scores() -> Tensor:
@@ -43,47 +51,69 @@ BATCH = {
 }
 
 
-def loss_of(scores: Tensor, loss: str, in_batch: bool = False) -> float:
+SEEN_ITEMS = {0: {1, 5}, 2: {4, 0, 3}, 3: {1}}  # each user's training items (users of BATCH)
+SEEN = torch.zeros(4, 6, dtype=torch.bool)
+for _u, _items in SEEN_ITEMS.items():
+    SEEN[_u, list(_items)] = True
+
+
+def loss_of(scores: Tensor, loss: str, in_batch: bool = False, seen: bool = False) -> float:
     task = RecommenderTask(TableNet(scores), "implicit", loss, temperature=TEMPERATURE, in_batch=in_batch)
-    return float(task._implicit_loss(BATCH))
+    batch = {**BATCH, "seen": torch.nonzero(SEEN[BATCH["user"]]).T} if seen else BATCH  # (2, nnz) pairs
+    return float(task._implicit_loss(batch))
 
 
 def rows(key: str) -> list:
     return BATCH[key].tolist()
 
 
-def test_bpr_is_the_mean_log_sigmoid_of_score_gaps(scores: Tensor) -> None:
+def softmax_term(scores: Tensor, u: int, p: int, negatives: list[int]) -> float:
+    """-log of the positive's softmax probability against the given negatives (scores / temperature)."""
+    logits = [scores[u, i].item() / TEMPERATURE for i in [p, *negatives]]
+    return -logits[0] + math.log(sum(math.exp(x) for x in logits))
+
+
+def not_seen(u: int, items: list[int], seen: bool) -> list[int]:
+    return [i for i in items if not (seen and i in SEEN_ITEMS[u])]
+
+
+@pytest.mark.parametrize("seen", [False, True])
+def test_bpr_is_the_mean_log_sigmoid_of_score_gaps(scores: Tensor, seen: bool) -> None:
     terms = [
         -math.log(1 / (1 + math.exp(-(scores[u, p] - scores[u, j]).item() / TEMPERATURE)))
         for u, p, negs in zip(rows("user"), rows("pos"), rows("neg"), strict=True)
-        for j in negs
+        for j in not_seen(u, negs, seen)
     ]
-    assert loss_of(scores, "bpr") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+    assert loss_of(scores, "bpr", seen=seen) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
-def test_sampled_softmax_is_the_positive_against_its_negatives(scores: Tensor) -> None:
-    terms = []
-    for u, p, negs in zip(rows("user"), rows("pos"), rows("neg"), strict=True):
-        logits = [scores[u, i].item() / TEMPERATURE for i in [p, *negs]]
-        terms.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
-    assert loss_of(scores, "softmax") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+@pytest.mark.parametrize("seen", [False, True])
+def test_sampled_softmax_is_the_positive_against_its_negatives(scores: Tensor, seen: bool) -> None:
+    terms = [
+        softmax_term(scores, u, p, not_seen(u, negs, seen))
+        for u, p, negs in zip(rows("user"), rows("pos"), rows("neg"), strict=True)
+    ]
+    assert loss_of(scores, "softmax", seen=seen) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
-def test_in_batch_softmax_skips_accidental_hits(scores: Tensor) -> None:
+@pytest.mark.parametrize("seen", [False, True])
+def test_in_batch_softmax_skips_accidental_hits(scores: Tensor, seen: bool) -> None:
     terms = []
     for b, (u, p) in enumerate(zip(rows("user"), rows("pos"), strict=True)):
         others = [q for c, q in enumerate(rows("pos")) if c != b and q != p]  # the same item is no negative
-        logits = [scores[u, i].item() / TEMPERATURE for i in [p, *others, *rows("neg")[b]]]
-        terms.append(-logits[0] + math.log(sum(math.exp(x) for x in logits)))
-    assert loss_of(scores, "softmax", in_batch=True) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+        negatives = not_seen(u, others, seen) + not_seen(u, rows("neg")[b], seen)
+        terms.append(softmax_term(scores, u, p, negatives))
+    got = loss_of(scores, "softmax", in_batch=True, seen=seen)
+    assert got == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
-def test_full_softmax_is_the_positive_against_the_whole_catalogue(scores: Tensor) -> None:
+@pytest.mark.parametrize("seen", [False, True])
+def test_full_softmax_is_the_positive_against_the_whole_catalogue(scores: Tensor, seen: bool) -> None:
     terms = []
     for u, p in zip(rows("user"), rows("pos"), strict=True):
-        logits = [scores[u, i].item() / TEMPERATURE for i in range(scores.shape[1])]
-        terms.append(-logits[p] + math.log(sum(math.exp(x) for x in logits)))
-    assert loss_of(scores, "full_softmax") == pytest.approx(sum(terms) / len(terms), rel=1e-5)
+        negatives = not_seen(u, [i for i in range(scores.shape[1]) if i != p], seen)
+        terms.append(softmax_term(scores, u, p, negatives))
+    assert loss_of(scores, "full_softmax", seen=seen) == pytest.approx(sum(terms) / len(terms), rel=1e-5)
 
 
 def test_full_softmax_falls_when_the_positive_rises(scores: Tensor) -> None:
