@@ -208,11 +208,11 @@ def stage_train(p: dict) -> list[dict]:
     setup_s = fit_s - (stamps[-1] - clock.start)  # trainer + loader set-up, paid once per fit
     epoch_s = per_batch * per_epoch
     model = cfg.model
-    loss = f"{model.task.loss}" + (
-        f", {model.num_negatives} sampled negatives" if model.feedback == "implicit" else ""
-    )
-    if model.feedback == "implicit" and model.task.in_batch:
-        loss += " + in-batch"
+    loss = str(model.task.loss)
+    if model.feedback == "implicit":
+        loss += f", {model.num_negatives} sampled negatives" if model.num_negatives else ""
+        loss += " + in-batch" if model.task.in_batch else ""
+        loss += ", other positives excluded" if model.exclude_positives else ""
     notes = (
         f"extrapolated from {len(stamps)} batches ({per_batch * 1e3:.0f} ms/batch x {per_epoch:,} batches of "
         f"{batch}; {rows_train:,} train rows; {loss}); load+split {load_s:.0f} s, fit set-up {setup_s:.1f} s"
@@ -482,7 +482,8 @@ def print_table(rows: list[dict], parts: list[tuple[str, float, str]], header: s
     total = sum(s for _, s, _ in parts)
     for name, seconds, notes in parts:
         print(f"| projected: {name} | {seconds:,.0f} | | {notes} |")
-    print(f"| **projected: full experiment on this CPU** | **{total:,.0f}** ({total / 3600:.1f} h) | | |")
+    if parts:
+        print(f"| **projected: full experiment on this CPU** | **{total:,.0f}** ({total / 3600:.1f} h) | | |")
     worst = max((r["peak_gib"] for r in rows if r["peak_gib"] == r["peak_gib"]), default=float("nan"))
     print(f"\nlargest peak RSS of any stage: {worst:.2f} GiB (limit 24 GB)")
 
@@ -495,7 +496,12 @@ def main() -> None:
     )
     parser.add_argument("--log-every", type=int, default=10, help="logged-step interval of the projected run")
     parser.add_argument("--epochs", type=int, default=10, help="training epochs of the projected run")
-    parser.add_argument("--no-mf", action="store_true", help="skip the MF epoch")
+    parser.add_argument(
+        "--no-mf", action="store_true", help="skip the MF epochs (model=mf and model=mf_fast)"
+    )
+    parser.add_argument(
+        "--training-only", action="store_true", help="stop after loading and the training epochs"
+    )
     parser.add_argument("--stage", choices=tuple(STAGES), help=argparse.SUPPRESS)
     parser.add_argument("--params", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -535,8 +541,12 @@ def main() -> None:
         rows += run_child("generate", {**base, "rows": sizes.rows}, cache)
     rows += run_child("parse", {**base, "reload": False}, cache)
     rows += run_child("parse", {**base, "reload": True}, cache)
-    for model in ("two_tower",) if args.no_mf else ("two_tower", "mf"):
+    for model in ("two_tower",) if args.no_mf else ("two_tower", "mf", "mf_fast"):
         rows += run_child("train", {**base, "model": model, "batches": sizes.train_batches}, cache)
+    if args.training_only:
+        print_table(rows, [], f"## {RELEASE}-shaped log, {sizes.rows:,} ratings: loading and training only")
+        shutil.rmtree(work, ignore_errors=True)
+        return
     rows += run_child("evaluate", {**base, "model": "two_tower", "batches": sizes.eval_batches}, cache)
     rows += run_child("export", {**base, "model": "two_tower"}, cache)
     sim = {

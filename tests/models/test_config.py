@@ -30,7 +30,7 @@ def compose_with(*overrides: str):
         ("mf_fast", MatrixFactorization, "explicit", "mse"),
         ("mf_bpr", MatrixFactorization, "implicit", "bpr"),
         ("mf_softmax", MatrixFactorization, "implicit", "softmax"),
-        ("two_tower", TwoTower, "implicit", "softmax"),
+        ("two_tower", TwoTower, "implicit", "full_softmax"),
     ],
 )
 def test_model_option_instantiates(option: str, net_type: type, feedback: str, loss: str) -> None:

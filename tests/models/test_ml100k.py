@@ -3,10 +3,12 @@
 Protocols:
 - explicit: predefined folds u1..u5; train on a random 95% of uX.base, early-stop on the other 5%,
   test RMSE on uX.test; the bar is the mean over the five folds <= 0.915.
-- implicit (BPR-MF): every rating a positive; per-user random 80/10/10 split (seed 0); full ranking of all
-  items with the user's training and validation items excluded. The issue's bar is Recall@10 >= 0.25
-  (RecBole's published BPR: 0.252); the shipped BPR config (16 negatives per positive) measured 0.2518.
-  The two-tower model is left out of the slow suite (see the models report for its numbers and command).
+- the throughput setting (``model=mf_fast``) on the same folds: its mean test RMSE stays below Surprise
+  SVD's on these folds (0.938, measured with ``benchmarks/bench_train.py``), the "at a lower RMSE" half of
+  the throughput bar (the speed half is a benchmark, never a timed test).
+- implicit (BPR-MF, two-tower): every rating a positive; per-user random 80/10/10 split (seed 0); full
+  ranking of all items with the user's training and validation items excluded. The issue's bar is
+  Recall@10 >= 0.25 (RecBole's published BPR: 0.252).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from rectest.models.fit import fit
 pytestmark = pytest.mark.slow
 FOLDS = ("u1", "u2", "u3", "u4", "u5")
 RMSE_BAR = 0.915
+SURPRISE_SVD_RMSE = 0.938  # mean test RMSE of Surprise SVD (defaults) on u1..u5, same machine
 RECALL_BAR = 0.25
 CONF = Path(__file__).resolve().parents[2] / "conf"
 
@@ -42,24 +45,33 @@ def train_config(option: str, split: Split, run_dir: Path) -> dict[str, float]:
     pl.seed_everything(0, verbose=False)
     net = instantiate(cfg.model.net, num_users=split.train.num_users, num_items=split.train.num_items)
     task = instantiate(cfg.model.task)(net=net)
+    model = cfg.model
     dm = InteractionDataModule(
-        split, str(cfg.model.feedback), int(cfg.model.batch_size), int(cfg.model.num_negatives), 0
+        split,
+        str(model.feedback),
+        int(model.batch_size),
+        int(model.num_negatives),
+        0,
+        model.exclude_positives,
     )
     make_trainer = functools.partial(instantiate(cfg.trainer), enable_progress_bar=False)
     return fit(task, dm, make_trainer, run_dir, patience=int(cfg.model.patience))
 
 
-def test_mf_rmse_over_the_five_predefined_folds(shared_movielens: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize(("option", "bar"), [("mf", RMSE_BAR), ("mf_fast", SURPRISE_SVD_RMSE)])
+def test_mf_rmse_over_the_five_predefined_folds(
+    shared_movielens: Path, tmp_path: Path, option: str, bar: float
+) -> None:
     rmses = []
     for fold in FOLDS:
         split = load_ml100k_fold(fold, shared_movielens, val_fraction=0.05, cache=False)
-        rmses.append(train_config("mf", split, tmp_path / fold)["test/rmse"])
+        rmses.append(train_config(option, split, tmp_path / fold)["test/rmse"])
     mean = sum(rmses) / len(rmses)
-    print("ml-100k MF test RMSE per fold:", [round(r, 4) for r in rmses], "mean", round(mean, 4))
-    assert mean <= RMSE_BAR, rmses
+    print(f"ml-100k {option} test RMSE per fold:", [round(r, 4) for r in rmses], "mean", round(mean, 4))
+    assert mean < bar, rmses
 
 
-@pytest.mark.parametrize("option", ["mf_bpr"])
+@pytest.mark.parametrize("option", ["mf_bpr", "two_tower"])
 def test_implicit_recall_at_10(shared_movielens: Path, tmp_path: Path, option: str) -> None:
     full = load_movielens("ml-100k", shared_movielens, cache=False)
     split = make_split(full, "random", val_fraction=0.1, test_fraction=0.1, seed=0)
