@@ -8,6 +8,7 @@ The network is injected (``RecommenderTask(net, ...)``) and must provide::
     user_vectors() -> (m, d), item_vectors() -> (n, d)   # unit-norm, for export
     penalty(user, item) -> scalar           # optional, per-example L2 of touched parameters
     mse_and_penalty(user, item, rating) -> (mse, penalty)   # optional fused explicit training loss
+    num_items -> int                        # catalogue size (the exclude_positives masks are B x num_items)
 
 Losses: "mse" (explicit ratings), "bpr" (pairwise, over sampled negatives), "softmax" (cross-entropy of
 the positive against the sampled negatives and, with ``in_batch=True``, the other positives of the batch) and
