@@ -11,6 +11,9 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import rectest.config  # noqa: F401  (registers the plain-node schemas)
+from rectest import training
+from rectest.config import build
+from rectest.data.datamodule import pairs_to_mask
 from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
 from rectest.models.two_tower import TwoTower
@@ -71,3 +74,18 @@ def test_trainer_options_are_partial_trainers(option: str) -> None:
         assert cfg.trainer.accelerator == "cpu"
     if option == "ddp":
         assert cfg.trainer.strategy == "ddp" and cfg.trainer.devices == 2
+
+
+@pytest.mark.parametrize("option", ["mf_bpr", "mf_softmax", "two_tower"])
+def test_the_training_plan_hands_exclude_positives_to_the_batches(option: str) -> None:
+    cfg = compose_with(f"model={option}", "model.dim=4", "data.n_users=20", "data.n_creators=12")
+    cfg.data.ratings_per_user = 6
+    todo = training.plan(cfg, build(cfg.data, "data"))
+    dm = todo.datamodule
+    assert dm.exclude_positives is bool(cfg.model.exclude_positives)
+    batch = next(iter(dm.train_dataloader()))
+    assert ("seen" in batch) is dm.exclude_positives
+    if dm.exclude_positives:  # every row's positive is among its user's seen items
+        seen = pairs_to_mask(batch["seen"], len(batch["user"]), dm.num_items)
+        assert seen[torch.arange(len(batch["pos"])), batch["pos"]].all()
+    assert torch.isfinite(todo.task._implicit_loss(batch))
