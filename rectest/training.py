@@ -19,8 +19,10 @@ from omegaconf import DictConfig
 from rectest.config import build
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule
+from rectest.errors import ConfigError
 from rectest.models.export import EMBEDDINGS_FOLDER, USERS_FILE, export_embeddings, load_exported
 from rectest.models.fit import fit
+from rectest.models.task import LOSS_FULL_SOFTMAX
 
 log = logging.getLogger("rectest")
 
@@ -53,6 +55,11 @@ class Plan:
 def plan(cfg: DictConfig, bundle: DataBundle) -> Plan:
     """Build ``cfg.model`` and ``cfg.trainer`` for the bundle (cheap; bad arguments fail here, before any work)."""
     inter = bundle.interactions
+    if cfg.model.task.get("loss") == LOSS_FULL_SOFTMAX and int(cfg.model.num_negatives) > 0:
+        raise ConfigError(
+            f"model.num_negatives={cfg.model.num_negatives} with model.task.loss={LOSS_FULL_SOFTMAX}: the full "
+            "softmax already scores every item; set model.num_negatives=0"
+        )
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     net = build(cfg.model.net, "model.net", num_users=inter.num_users, num_items=inter.num_items)
     task = build(cfg.model.task, "model.task")(net=net)

@@ -8,7 +8,7 @@ With ``compiled=True`` both halves go through :func:`torch.compile` (Inductor): 
 products, the error and the scatter of the gradients become one or two generated loops per half, which keeps
 a batch's rows in cache. On this project's 2-core CPU that is what lets a Python-level training step
 outrun Surprise's compiled SGD loop (``benchmarks/bench_train.py``). The first call compiles (seconds; CPU
-needs a C++ compiler); later calls of any batch size reuse the code.
+needs a C++ compiler); later calls of most batch sizes reuse the code (dynamic shapes).
 """
 
 from __future__ import annotations
@@ -17,6 +17,8 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import torch
+import torch._dynamo.exc
+import torch._inductor.exc
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
@@ -58,6 +60,7 @@ def _backward(
 
 
 _COMPILED: dict[str, Callable] = {}
+COMPILER_ERRORS = (torch._dynamo.exc.BackendCompilerFailed, torch._inductor.exc.InductorError)
 
 
 def _kernels(compiled: bool) -> tuple[Callable, Callable]:
@@ -72,21 +75,31 @@ def _kernels(compiled: bool) -> tuple[Callable, Callable]:
 
 @contextmanager
 def _scatter_with_atomic_adds(compiled: bool) -> Iterator[None]:
-    """Lets the compiled kernels scatter gradients with atomic adds under ``use_deterministic_algorithms``.
+    """Runs a compiled half: atomic scatter-adds allowed, a compiler failure turned into one ConfigError.
 
     In deterministic mode Inductor replaces every scatter-add with a sorting fallback that costs more than
-    the rest of the step. Atomic adds are exact to float rounding, and bit-reproducible on a CPU running one
-    thread; with several threads (or on CUDA) the order of the additions may vary between runs.
+    the rest of the step, so deterministic algorithms are switched off around the compiled call. Atomic adds
+    are exact to float rounding, and bit-reproducible on a CPU running one thread; with several threads (or
+    on CUDA) the order of the additions may vary between runs. Compiling happens on the first call of each
+    half (and again for new shapes); only compiler errors become a ConfigError, any other error is raised
+    as it is.
     """
-    if not compiled or not torch.are_deterministic_algorithms_enabled():
+    if not compiled:
         yield
         return
+    deterministic = torch.are_deterministic_algorithms_enabled()
     warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     torch.use_deterministic_algorithms(False)
     try:
         yield
+    except COMPILER_ERRORS as error:
+        first = (str(error).strip().splitlines() or [""])[0][:200]
+        raise ConfigError(
+            f"model.net.compile=true: torch.compile failed ({type(error).__name__}: {first}); set "
+            "model.net.compile=false, or install a C++ compiler (CPU) or Triton (CUDA)"
+        ) from error
     finally:
-        torch.use_deterministic_algorithms(True, warn_only=warn_only)
+        torch.use_deterministic_algorithms(deterministic, warn_only=warn_only)
 
 
 class _MSEAndPenalty(torch.autograd.Function):
@@ -107,17 +120,8 @@ class _MSEAndPenalty(torch.autograd.Function):
     ) -> tuple[Tensor, Tensor]:
         forward, _ = _kernels(compiled)
         flat = (p_table, q_table, bu_table.view(-1), bi_table.view(-1))
-        try:
-            with _scatter_with_atomic_adds(compiled):
-                mse, penalty, err = forward(flat, mu, user, item, rating)
-        except Exception as error:  # compiling happens here, on the first call
-            if not compiled:
-                raise
-            first = (str(error).strip().splitlines() or [""])[0][:200]
-            raise ConfigError(
-                f"model.net.compile=true: torch.compile failed ({type(error).__name__}: {first}); set "
-                "model.net.compile=false, or install a C++ compiler (CPU) or Triton (CUDA)"
-            ) from error
+        with _scatter_with_atomic_adds(compiled):
+            mse, penalty, err = forward(flat, mu, user, item, rating)
         ctx.save_for_backward(p_table, q_table, bu_table, bi_table, err, user, item)
         ctx.compiled = compiled
         return mse, penalty

@@ -74,7 +74,7 @@ class RecommenderTask(pl.LightningModule):
             (for nets built with sparse embeddings: :class:`torch.optim.SparseAdam` updates only the rows a
             batch touches, Adam the dense parameters; ``weight_decay`` applies to the dense ones only).
         fused: use the optimizer's single-kernel implementation (``fused=True``: one pass over all
-            parameters per step instead of one per tensor; CPU needs torch >= 2.4; not for "sparse_adam").
+            parameters per step instead of one per tensor; CPU needs torch >= 2.4; dense gradients only).
 
     Optimisation is manual (one backward and one step per batch, the learning rate decayed per epoch) and
     the training loss is summed on the fly and logged once per epoch: the per-step work outside the
@@ -120,10 +120,10 @@ class RecommenderTask(pl.LightningModule):
             raise ConfigError(
                 f"model.task.in_batch=true with loss={loss!r}: in-batch negatives need loss='softmax'"
             )
-        if fused and optimizer == SPARSE_ADAM:
+        if fused and (optimizer == SPARSE_ADAM or _sparse_parameters(net)):
             raise ConfigError(
-                "model.task.fused=true with optimizer=sparse_adam: SparseAdam has no fused form "
-                f"(use one of {tuple(OPTIMIZERS)} or fused=false)"
+                "model.task.fused=true with sparse embeddings (model.net.sparse=true or optimizer=sparse_adam): "
+                "fused optimizers take dense gradients only (set fused=false)"
             )
         self.save_hyperparameters(ignore=["net"])
         self.automatic_optimization = False

@@ -14,6 +14,7 @@ import rectest.config  # noqa: F401  (registers the plain-node schemas)
 from rectest import training
 from rectest.config import build
 from rectest.data.datamodule import pairs_to_mask
+from rectest.errors import ConfigError
 from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
 from rectest.models.two_tower import TwoTower
@@ -89,3 +90,10 @@ def test_the_training_plan_hands_exclude_positives_to_the_batches(option: str) -
         seen = pairs_to_mask(batch["seen"], len(batch["user"]), dm.num_items)
         assert seen[torch.arange(len(batch["pos"])), batch["pos"]].all()
     assert torch.isfinite(todo.task._implicit_loss(batch))
+
+
+def test_sampled_negatives_with_the_full_softmax_are_refused() -> None:
+    cfg = compose_with("model=two_tower", "model.num_negatives=8", "data.n_users=20", "data.n_creators=12")
+    cfg.data.ratings_per_user = 6
+    with pytest.raises(ConfigError, match="num_negatives=0"):
+        training.plan(cfg, build(cfg.data, "data"))

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import pytorch_lightning as pl
 import torch
+from torch._inductor.exc import InductorError
 from torch.nn import functional as F
 
 from rectest.data.datamodule import InteractionDataModule
@@ -72,15 +73,50 @@ def test_compiled_step_refuses_sparse_tables() -> None:
         random_mf(sparse=True, compile=True)
 
 
-def test_a_failing_compiler_is_one_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("half", ["forward", "backward"])
+def test_a_failing_compiler_is_one_config_error(monkeypatch: pytest.MonkeyPatch, half: str) -> None:
     def broken(*args: object) -> None:
-        raise RuntimeError("no working C++ compiler found\nlong traceback ...")
+        raise InductorError(RuntimeError("no working C++ compiler found\nlong traceback ..."), None)
 
-    monkeypatch.setattr(mf_fused, "_COMPILED", {"forward": broken, "backward": broken})
+    kernels = {"forward": mf_fused._forward, "backward": mf_fused._backward, half: broken}
+    monkeypatch.setattr(mf_fused, "_COMPILED", kernels)
     net = random_mf(compile=True)
     with pytest.raises(ConfigError, match="compile=false.*C\\+\\+ compiler") as caught:
-        net.mse_and_penalty(torch.tensor([0]), torch.tensor([1]), torch.tensor([3.0]))
-    assert "RuntimeError: no working C++ compiler found)" in str(caught.value)
+        mse, penalty = net.mse_and_penalty(torch.tensor([0]), torch.tensor([1]), torch.tensor([3.0]))
+        (mse + penalty).backward()
+    assert "InductorError: RuntimeError: no working C++ compiler found)" in str(caught.value)
+
+
+def test_other_errors_of_the_compiled_step_are_not_blamed_on_the_compiler(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    def out_of_range(*args: object) -> None:
+        raise IndexError("index 7 is out of bounds for dimension 0 with size 6")
+
+    monkeypatch.setattr(mf_fused, "_COMPILED", {"forward": out_of_range, "backward": mf_fused._backward})
+    with pytest.raises(IndexError, match="out of bounds"):
+        random_mf(compile=True).mse_and_penalty(torch.tensor([7]), torch.tensor([1]), torch.tensor([3.0]))
+
+
+@pytest.mark.parametrize("warn_only", [False, True])
+def test_the_compiled_step_keeps_the_deterministic_setting(warn_only: bool) -> None:
+    torch.use_deterministic_algorithms(True, warn_only=warn_only)
+    try:
+        net = random_mf(compile=True)
+        mse, penalty = net.mse_and_penalty(torch.tensor([0, 5, 5]), torch.tensor([8, 1, 1]), torch.ones(3))
+        (mse + 0.3 * penalty).backward()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled() is warn_only
+        eager = random_mf()
+        mse_e, penalty_e = eager.mse_and_penalty(
+            torch.tensor([0, 5, 5]), torch.tensor([8, 1, 1]), torch.ones(3)
+        )
+        (mse_e + 0.3 * penalty_e).backward()
+        for (name, p), (_, q) in zip(net.named_parameters(), eager.named_parameters(), strict=True):
+            torch.testing.assert_close(p.grad, q.grad, msg=name)  # repeated rows: the scatter adds up
+    finally:
+        torch.use_deterministic_algorithms(False)
+    assert not torch.are_deterministic_algorithms_enabled()
 
 
 def test_sparse_adam_moves_only_the_batch_rows() -> None:

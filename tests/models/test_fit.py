@@ -34,10 +34,13 @@ def trainer_factory(max_epochs: int) -> functools.partial:
     )
 
 
-def fit_mf(split: Split, run_dir: Path, epochs: int = 150) -> tuple[RecommenderTask, dict[str, float]]:
+def fit_mf(
+    split: Split, run_dir: Path, epochs: int = 150, fast: bool = False
+) -> tuple[RecommenderTask, dict[str, float]]:
+    """MF on a split; ``fast``: the compiled step and the fused optimizer (model=mf_fast's switches)."""
     pl.seed_everything(0, verbose=False)
-    net = MatrixFactorization(split.train.num_users, split.train.num_items, dim=4, init_std=0.1)
-    task = RecommenderTask(net, "explicit", "mse", lr=0.05)
+    net = MatrixFactorization(split.train.num_users, split.train.num_items, dim=4, init_std=0.1, compile=fast)
+    task = RecommenderTask(net, "explicit", "mse", lr=0.05, fused=fast)
     dm = InteractionDataModule(split, "explicit", batch_size=64, num_negatives=0, seed=0)
     return task, fit(task, dm, trainer_factory(epochs), run_dir, patience=epochs)
 
@@ -61,9 +64,10 @@ def test_mf_fits_a_low_rank_matrix_to_near_zero_loss(low_rank_split: Split, tmp_
     ).is_file()
 
 
-def test_training_is_deterministic_under_a_seed(low_rank_split: Split, tmp_path: Path) -> None:
-    a, _ = fit_mf(low_rank_split, tmp_path / "a", epochs=3)
-    b, _ = fit_mf(low_rank_split, tmp_path / "b", epochs=3)
+@pytest.mark.parametrize("fast", [False, True], ids=["mf", "compiled-fused"])
+def test_training_is_deterministic_under_a_seed(low_rank_split: Split, tmp_path: Path, fast: bool) -> None:
+    a, _ = fit_mf(low_rank_split, tmp_path / "a", epochs=3, fast=fast)
+    b, _ = fit_mf(low_rank_split, tmp_path / "b", epochs=3, fast=fast)
     for (name, x), (_, y) in zip(a.net.state_dict().items(), b.net.state_dict().items(), strict=True):
         assert torch.equal(x, y), name
 

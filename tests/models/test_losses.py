@@ -13,6 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from rectest.errors import ConfigError
+from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
 
 TEMPERATURE = 0.5
@@ -131,3 +132,10 @@ def test_in_batch_needs_the_sampled_softmax(scores: Tensor, loss: str) -> None:
 def test_fused_optimizer_refuses_sparse_adam(scores: Tensor) -> None:
     with pytest.raises(ConfigError, match="fused"):
         RecommenderTask(TableNet(scores), "implicit", "bpr", optimizer="sparse_adam", fused=True)
+
+
+@pytest.mark.parametrize("optimizer", ["sgd", "adagrad"])
+def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
+    net = MatrixFactorization(4, 6, dim=2, sparse=True)
+    with pytest.raises(ConfigError, match="fused"):
+        RecommenderTask(net, "implicit", "bpr", optimizer=optimizer, fused=True)
