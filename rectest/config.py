@@ -53,7 +53,9 @@ class SimConfig:
     feedback_noise: float = 0.0  # std of Gaussian noise added to logged feedback
     window: int = 100  # retrain on the interactions logged in the last `window` steps
     warm_start_epochs: int = 1
-    n_creators: Any = 2000  # the n most-rated items become creators (all when fewer); null = all
+    n_creators: Any = 2000  # how many items become creators (all when fewer); null = all
+    creators: str = "most_rated"  # most_rated | random | all: which items become creators
+    transform: str = "none"  # none | center | whiten | whiten_each: geometry of the starting vectors
     n_users: Any = None  # a random sample of m users; null = all
     chunk_size: int = 8192  # users per chunk when scoring (bounds the m x n memory)
     checkpoint_every: int = 100  # steps between state checkpoints (0 = never)

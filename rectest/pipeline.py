@@ -26,7 +26,9 @@ from omegaconf import DictConfig, OmegaConf
 from rectest import simulate, training
 from rectest.config import build
 from rectest.errors import ConfigError, DataError
+from rectest.report.geometry import geometry_console
 from rectest.rundir import RunFolder
+from rectest.sim.geometry import iid_reference, start_geometry, top_overlap, transform_start
 from rectest.sweep import Replica, expand, sweep_keys, swept_values
 from rectest.validate import theorem_conditions, validate_choices, validate_values
 
@@ -83,7 +85,14 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     """
     sim_cfg = cfg.sim
     validate_choices(
-        cfg.dynamics.f, cfg.dynamics.g, sim_cfg.init, sim_cfg.recommender, sim_cfg.device, sim_cfg.dtype
+        cfg.dynamics.f,
+        cfg.dynamics.g,
+        sim_cfg.init,
+        sim_cfg.recommender,
+        sim_cfg.device,
+        sim_cfg.dtype,
+        sim_cfg.creators,
+        sim_cfg.transform,
     )
     device = resolve_device(sim_cfg.device)
     bundle = _load_data(cfg)  # 2. (before the folder is claimed: bad input leaves nothing behind)
@@ -122,7 +131,13 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
         title=_title(bundle, cfg, keys),
         setting=bundle.name if bundle.name == "synthetic" or bundle.name.startswith("ml-") else None,
     )
-    extra = {"theorem": [theorem_conditions(r.params, n) for r in replicas], "training": start.train_metrics}
+    geometry = _start_geometry(start, sim_cfg)
+    print(geometry_console(geometry))
+    extra = {
+        "theorem": [theorem_conditions(r.params, n) for r in replicas],
+        "training": start.train_metrics,
+        "geometry": geometry,
+    }
     simulate.simulate(start, replicas, keys, settings, folder, resume, extra)  # 6. + 7.
     return folder.root
 
@@ -206,29 +221,32 @@ def _prepare_start(cfg: DictConfig, bundle, todo, folder: RunFolder, resume: boo
     """Train (or reload) the recommender and pick the simulated users and creators."""
     if bundle.embeddings is not None:
         users, creators = bundle.embeddings
-        n = (
-            creators.shape[0]
-            if cfg.sim.n_creators is None
-            else min(int(cfg.sim.n_creators), creators.shape[0])
+        creator_idx = _choose_creators(
+            cfg.sim.creators, None, creators.shape[0], cfg.sim.n_creators, int(cfg.seed)
         )
         m = users.shape[0] if cfg.sim.n_users is None else min(int(cfg.sim.n_users), users.shape[0])
-        return Start(users[:m], creators[:n], None, None, np.arange(m), np.arange(n))
+        users, creators = _transform(_unit(users[:m]), _unit(creators[creator_idx]), cfg.sim.transform)
+        return Start(users, creators, None, None, np.arange(m), creator_idx)
 
     inter = bundle.interactions
     if resume and training.has_export(folder.root):
         user_vecs, item_vecs, metrics = training.load_export(folder.root)
     else:
         user_vecs, item_vecs, metrics = training.train_and_export(todo, bundle, folder.root)
-    creator_idx = _most_rated(inter.item, inter.num_items, cfg.sim.n_creators)
+    counts = np.bincount(inter.item, minlength=inter.num_items)
+    creator_idx = _choose_creators(
+        cfg.sim.creators, counts, inter.num_items, cfg.sim.n_creators, int(cfg.seed)
+    )
     user_idx = _sample_users(inter.num_users, cfg.sim.n_users, int(cfg.seed))
     model_users, model_creators = user_vecs[user_idx], item_vecs[creator_idx]
     if cfg.sim.init == "truth":
         users, creators = bundle.world.users[user_idx], bundle.world.creators[creator_idx]
     else:
         users, creators = model_users, model_creators
+    users, creators = _transform(_unit(users), _unit(creators), cfg.sim.transform)
     return Start(
-        users=_unit(users),
-        creators=_unit(creators),
+        users=users,
+        creators=creators,
         model_users=_unit(model_users),
         model_creators=_unit(model_creators),
         user_ids=inter.user_ids[user_idx],
@@ -245,12 +263,52 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / norms).astype(np.float32)
 
 
-def _most_rated(items: np.ndarray, num_items: int, n_creators) -> np.ndarray:
-    """Indices of the n most-rated items (ties broken by index), in descending count order."""
-    counts = np.bincount(items, minlength=num_items)
-    order = np.lexsort((np.arange(num_items), -counts))
-    n = num_items if n_creators is None else min(int(n_creators), num_items)
-    return order[:n]
+def _choose_creators(
+    kind: str, counts: np.ndarray | None, num_items: int, n_creators, seed: int
+) -> np.ndarray:
+    """Indices of the items that become creators.
+
+    ``most_rated``: the n most-rated items (ties broken by index), in descending count order (without
+    rating counts, as for bring-your-own embeddings, the first n rows); ``random``: n items drawn without
+    replacement (seeded by ``seed``), in index order; ``all``: every item (``sim.n_creators`` ignored).
+    """
+    n = num_items if n_creators is None or kind == "all" else min(int(n_creators), num_items)
+    if kind == "all" or n == num_items and kind == "random":
+        return np.arange(num_items)
+    if kind == "random":
+        return np.sort(np.random.default_rng(seed).choice(num_items, size=n, replace=False))
+    if counts is None:
+        return np.arange(n)
+    return np.lexsort((np.arange(num_items), -counts))[:n]
+
+
+def _transform(users: np.ndarray, creators: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:
+    """``sim.transform`` applied to the starting vectors (see :func:`rectest.sim.geometry.transform_start`)."""
+    try:
+        u, c = transform_start(torch.from_numpy(users), torch.from_numpy(creators), kind)
+    except ValueError as err:
+        raise ConfigError(f"sim.{err}") from None
+    return u.numpy(), c.numpy()
+
+
+def _start_geometry(start: Start, sim_cfg) -> dict:
+    """The ``geometry`` block of summary.json: the starting state next to i.i.d. uniform vectors."""
+    users, creators = torch.from_numpy(start.users), torch.from_numpy(start.creators)
+    (m, d), n = users.shape, creators.shape[0]
+    geometry = {
+        "transform": str(sim_cfg.transform),
+        "creators": str(sim_cfg.creators),
+        "m": m,
+        "n": n,
+        "d": d,
+        "start": start_geometry(users, creators),
+        "iid": iid_reference(m, n, d),
+    }
+    if sim_cfg.transform != "none" and start.model_users is not None:
+        geometry["model_top10_kept"] = top_overlap(
+            torch.from_numpy(start.model_users), torch.from_numpy(start.model_creators), users, creators
+        )
+    return geometry
 
 
 def _sample_users(num_users: int, n_users, seed: int) -> np.ndarray:

@@ -17,8 +17,10 @@ import io
 import logging
 import time
 from dataclasses import dataclass
+from types import SimpleNamespace
 from typing import Any
 
+import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -27,12 +29,21 @@ from rectest.online import OnlineRecommender
 from rectest.report.atomic import atomic_write_text
 from rectest.report.console import console_summary
 from rectest.report.frames import history_frame
+from rectest.report.geometry import GEOMETRY
 from rectest.report.metrics_log import MetricsLog, read_metrics
 from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
-from rectest.report.summary import write_summary
-from rectest.report.values import MEASURES, REPLICA, SEED, STEP
+from rectest.report.values import (
+    MEASURES,
+    PAPER_MEASURES,
+    REPLICA,
+    SEED,
+    STEP,
+    normalize_value,
+    setting_label,
+)
 from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
-from rectest.sim import Dynamics, Policy, Simulation, State
+from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim.geometry import bipolar_prediction, poles
 from rectest.sweep import Replica
 
 log = logging.getLogger("rectest")
@@ -42,6 +53,8 @@ FLUSH_SECONDS = 2.0
 RETRAIN_TAG = "retrain/rmse"  # TensorBoard tag of the learned model's error against the true scores
 # full-batch Adam steps per warm-start epoch of the learned recommender
 GRADIENT_STEPS_PER_EPOCH = 10
+# the i.i.d. reference of the t = 0 policy measures uses at most this many users (RR and RD are user means)
+IID_MAX_USERS = 4096
 
 
 @dataclass(frozen=True)
@@ -196,7 +209,7 @@ def simulate(
     finally:
         bar.close()
         metrics.close()
-    return _finish(folder, sim, start, keys, settings, writers, extra)  # 4.
+    return _finish(folder, sim, start, replicas, keys, settings, writers, extra)  # 4.
 
 
 def _online(start, replicas: list[Replica], settings: Settings) -> OnlineRecommender | None:
@@ -284,20 +297,97 @@ def _tensorboard(folder: RunFolder, keys, replicas, settings: Settings, purge_st
     return SimWriters(folder.tensorboard, keys, purge_step=purge_step)
 
 
-def _finish(folder: RunFolder, sim, start, keys: list[str], settings: Settings, writers, extra: dict) -> dict:
+def _finish(
+    folder: RunFolder,
+    sim,
+    start,
+    replicas: list[Replica],
+    keys: list[str],
+    settings: Settings,
+    writers,
+    extra: dict,
+) -> dict:
     frame = read_metrics(folder.metrics, keys)
-    summary = write_run_reports(frame, keys, folder.root, settings.title, settings.setting, settings.figures)
-    summary["horizon"] = settings.steps
-    summary.update(extra)
-    write_summary(summary, folder.summary)
+    extra = dict(extra)
+    if extra.get(GEOMETRY) is not None:
+        extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, replicas, keys, settings)}
+    summary = write_run_reports(
+        frame,
+        keys,
+        folder.root,
+        settings.title,
+        settings.setting,
+        settings.figures,
+        extra={"horizon": settings.steps, **extra},
+        poles=_poles(sim, replicas),
+    )
     if writers is not None:
         if settings.figures:
             writers.figure(folder.figures / MEASURES_FIGURE)
         if settings.projector:
             writers.projector(sim.users, sim.creators, sim.t, start)
         writers.hparams(summary)
+        if summary.get(GEOMETRY):
+            writers.geometry(summary[GEOMETRY])
         writers.close()
     folder.checkpoint.unlink(missing_ok=True)
     print(console_summary(summary, keys))
     print(f"run folder: {folder.root}")
     return summary
+
+
+def _poles(sim: Simulation, replicas: list[Replica]) -> list[dict]:
+    """Per replica: the principal axis of the final state, the pole fractions and the closed forms."""
+    found = poles(sim.users, sim.creators)
+    n, out = sim.creators.shape[1], []
+    for r, rep in enumerate(replicas):
+        p = rep.params
+        closed_form = p["rho"] == 0 and p.get("mmr_lambda") is None
+        a_c, a_u = float(found["creators_plus"][r]), float(found["users_plus"][r])
+        predicted = (
+            bipolar_prediction(a_c, a_u, n, p["beta"], p["k"], p["tau"], p["eps"]) if closed_form else None
+        )
+        out.append(
+            {
+                "axis": [float(x) for x in found["axis"][r].tolist()],
+                "users_plus": a_u,
+                "creators_plus": a_c,
+                "radius": float(found["radius"][r]),
+                "predicted": predicted,
+            }
+        )
+    return out
+
+
+def _t0_measures(frame, start, replicas: list[Replica], keys: list[str], settings: Settings) -> list[dict]:
+    """Per swept setting: the measures logged at step 0, and the same policy on an i.i.d. uniform world."""
+    first = frame[frame[STEP] == frame[STEP].min()]
+    reps, seen = [], set()
+    for rep in replicas:  # one replica per setting, in first-seen order
+        key = tuple(rep.params[k] for k in keys)
+        if key not in seen:
+            seen.add(key)
+            reps.append(rep)
+    m, n = min(start.users.shape[0], IID_MAX_USERS), start.creators.shape[0]
+    d = start.users.shape[1]
+    g = torch.Generator().manual_seed(0)
+    world = SimpleNamespace(users=random_sphere(1, m, d, g)[0], creators=random_sphere(1, n, d, g)[0])
+    iid = build_simulation(world, [Replica(seed=0, params=r.params) for r in reps], settings)
+    iid.step(log=True)
+    hist = iid.history
+    out = []
+    for i, rep in enumerate(reps):
+        params = {k: rep.params[k] for k in keys}
+        mask = pd.Series(True, index=first.index)
+        for k in keys:
+            mask &= first[k].map(normalize_value) == normalize_value(rep.params[k])
+        rows = first[mask]
+        out.append(
+            {
+                "params": params,
+                "label": setting_label(params),
+                "measured": {m_: float(rows[m_].astype(float).mean()) for m_ in PAPER_MEASURES},
+                "iid": {m_: float(hist[m_][0, i]) for m_ in PAPER_MEASURES},
+            }
+        )
+    return out

@@ -10,9 +10,11 @@ import math
 from typing import Any
 
 from rectest.errors import ConfigError
+from rectest.sim.geometry import TRANSFORMS
 from rectest.sweep import SWEEPABLE
 
 IMPACT_FUNCTIONS = ("sign", "identity", "tanh")
+CREATOR_CHOICES = ("most_rated", "random", "all")
 
 
 def _check(name: str, values: list[Any], ok, expected: str) -> None:
@@ -56,9 +58,20 @@ def validate_values(values: dict[str, list[Any]], n_creators: int, d: int) -> No
         )
 
 
-def validate_choices(f: str, g: str, init: str, recommender: str, device: str, dtype: str) -> None:
+def validate_choices(
+    f: str,
+    g: str,
+    init: str,
+    recommender: str,
+    device: str,
+    dtype: str,
+    creators: str = "most_rated",
+    transform: str = "none",
+) -> None:
     """Refuse unknown option names for the plain string keys."""
     for key, value, allowed in (
+        ("sim.creators", creators, CREATOR_CHOICES),
+        ("sim.transform", transform, TRANSFORMS),
         ("dynamics.f", f, IMPACT_FUNCTIONS),
         ("dynamics.g", g, IMPACT_FUNCTIONS),
         ("sim.init", init, ("embeddings", "truth")),

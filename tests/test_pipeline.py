@@ -6,12 +6,14 @@ import json
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
 from rectest.errors import ConfigError
-from rectest.pipeline import run
+from rectest.pipeline import _choose_creators, run
+from rectest.sim.geometry import iid_abs_cosine
 from tests.conftest import CONF, compose_config
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -117,6 +119,8 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
         ("dynamics.eta_c=1.5", "dynamics.eta_c"),
         ("dynamics.fixed_dims=64", "dynamics.fixed_dims"),
         ("dynamics.g=cube", "dynamics.g"),
+        ("sim.transform=rotate", "sim.transform"),
+        ("sim.creators=best", "sim.creators"),
         ("sim.init=truth", None),  # valid on synthetic data: must not raise here
     ]:
         cfg = compose_config(["logger=none", "sim.steps=1", "sim.seeds=[0]", *QUIET, override])
@@ -164,3 +168,62 @@ def test_learned_recommender_logs_its_error_at_each_retrain(tmp_path):
     acc = EventAccumulator(str(folder / "tb" / "retrain_every=2"))
     acc.Reload()
     assert [e.step for e in acc.Scalars("retrain/rmse")] == [2, 4, 6]
+
+
+def test_every_run_reports_its_starting_geometry_and_final_poles(tmp_path):
+    overrides = tiny(
+        "topk",
+        "logger.projector=false",
+        "sim.transform=whiten_each",
+        "sim.creators=random",
+        "sim.n_creators=40",
+    )
+    folder = run(compose_config(overrides), tmp_path / "run")
+    summary = json.loads((folder / "summary.json").read_text())
+    geo = summary["geometry"]
+    assert (geo["transform"], geo["creators"], geo["n"], geo["m"]) == ("whiten_each", "random", 40, 100)
+    assert set(geo["start"]) == set(geo["iid"])
+    assert geo["d"] == 64 and geo["iid"]["TP"] == pytest.approx(iid_abs_cosine(64) * (1 - 1 / 40) + 1 / 40)
+    assert 0 <= geo["model_top10_kept"] <= 1
+    # whitening each cloud leaves no common direction: mean vectors near 0, half the scores negative
+    assert geo["start"]["mean_user_norm"] < 0.2 and abs(geo["start"]["negative_scores"] - 0.5) < 0.1
+    metrics = pd.read_csv(folder / "metrics.csv")
+    first = metrics[metrics["step"] == 0]
+    assert [row["params"]["k"] for row in geo["t0"]] == [g["params"]["k"] for g in summary["groups"]]
+    for row in geo["t0"]:
+        at_k = first[first["k"] == row["params"]["k"]]
+        for m in ("CD", "TP", "RR", "RD"):
+            assert row["measured"][m] == pytest.approx(at_k[m].mean(), abs=1e-6)
+        assert row["iid"]["RD"] >= 0 and -1 <= row["iid"]["RR"] <= 1
+    assert geo["start"]["CD"] == pytest.approx(first["CD"].iloc[0], abs=1e-5)
+    for rep in summary["replicas"]:
+        poles = rep["poles"]
+        assert sum(x * x for x in poles["axis"]) == pytest.approx(1.0, abs=1e-5)
+        assert 0.5 <= poles["users_plus"] <= 1 and 0 <= poles["creators_plus"] <= 1
+        assert set(poles["predicted"]) == {"CD", "TP", "RR", "RD"}
+    for group in summary["groups"]:
+        assert set(group["poles"]) == {"creators_plus", "users_plus", "radius", "predicted"}
+    table = (folder / "table.md").read_text()
+    assert "## Geometry of the starting state" in table and "## Poles of the final state" in table
+    acc = EventAccumulator(str(folder / "tb"))
+    acc.Reload()
+    assert "geometry/TP" in acc.Tags()["scalars"]
+    assert acc.Scalars("geometry/TP")[0].value == pytest.approx(geo["start"]["TP"], abs=1e-6)
+
+
+def test_creator_choices(tmp_path):
+    counts = np.array([5, 9, 1, 9, 0, 7])
+    assert list(_choose_creators("most_rated", counts, 6, 3, 0)) == [1, 3, 5]  # ties by index
+    assert list(_choose_creators("most_rated", None, 6, 3, 0)) == [0, 1, 2]  # no counts: file order
+    assert list(_choose_creators("all", counts, 6, 3, 0)) == list(range(6))
+    picked = [tuple(_choose_creators("random", counts, 6, 3, seed)) for seed in range(20)]
+    assert all(len(set(p)) == 3 and list(p) == sorted(p) for p in picked) and len(set(picked)) > 3
+
+    def creators_of(*extra):
+        overrides = tiny("topk", "logger=none", "policy.k=[1,5]", *extra)
+        folder = run(compose_config(overrides), tmp_path / str(len(list(tmp_path.iterdir()))))
+        return json.loads((folder / "summary.json").read_text())["geometry"]["n"]
+
+    assert creators_of("sim.creators=all", "sim.n_creators=10") == 50  # all ignores the count
+    assert creators_of("sim.creators=random", "sim.n_creators=10") == 10
+    assert creators_of("sim.creators=most_rated", "sim.n_creators=12") == 12

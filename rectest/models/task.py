@@ -75,6 +75,11 @@ class RecommenderTask(pl.LightningModule):
             batch touches, Adam the dense parameters; ``weight_decay`` applies to the dense ones only).
         fused: use the optimizer's single-kernel implementation (``fused=True``: one pass over all
             parameters per step instead of one per tensor; CPU needs torch >= 2.4; dense gradients only).
+        uniformity: weight of the uniformity loss of Wang & Isola (ICML 2020) added to an implicit loss:
+            ``log mean_{i != j} exp(-t ||x_i - x_j||^2)`` over the batch's unit user vectors plus the same
+            over its unit positive-item vectors, halved. It spreads both clouds over the sphere (towards
+            the paper's near-isotropic starting geometry); 0 = off. Needs a net with ``unit_vectors``.
+        uniformity_t: the ``t`` of the uniformity loss.
 
     Optimisation is manual (one backward and one step per batch, the learning rate decayed per epoch) and
     the training loss is summed on the fly and logged once per epoch: the per-step work outside the
@@ -95,6 +100,8 @@ class RecommenderTask(pl.LightningModule):
         lr_decay: float = 1.0,
         optimizer: str = "adam",
         fused: bool = False,
+        uniformity: float = 0.0,
+        uniformity_t: float = 2.0,
     ) -> None:
         super().__init__()
         if feedback not in FEEDBACKS:
@@ -124,6 +131,15 @@ class RecommenderTask(pl.LightningModule):
             raise ConfigError(
                 "model.task.fused=true with sparse embeddings (model.net.sparse=true or optimizer=sparse_adam): "
                 "fused optimizers take dense gradients only (set fused=false)"
+            )
+        if uniformity < 0 or uniformity_t <= 0:
+            raise ConfigError(
+                f"model.task.uniformity={uniformity}, uniformity_t={uniformity_t}: expected >= 0 and > 0"
+            )
+        if uniformity > 0 and (feedback != IMPLICIT or not hasattr(net, "unit_vectors")):
+            raise ConfigError(
+                f"model.task.uniformity={uniformity}: the uniformity loss needs implicit feedback and a net "
+                f"with unit vectors (model=two_tower); got feedback={feedback!r}, net {type(net).__name__}"
             )
         self.save_hyperparameters(ignore=["net"])
         self.automatic_optimization = False
@@ -232,6 +248,8 @@ class RecommenderTask(pl.LightningModule):
                 item = torch.cat([batch["pos"].unsqueeze(-1), batch["neg"]], dim=-1)  # (B, 1 + k)
                 loss = self._implicit_loss(batch)
             total = loss
+            if self.hparams.uniformity > 0:
+                total = total + self.hparams.uniformity * self._uniformity(user, batch["pos"])
             if l2 > 0 and hasattr(self.net, "penalty"):
                 total = loss + l2 * self.net.penalty(user, item)
         opts = self._optimizer_list()
@@ -246,6 +264,12 @@ class RecommenderTask(pl.LightningModule):
             "n": self._train_sums.get("n", 0.0) + rows,
         }
         return loss.detach()
+
+    def _uniformity(self, user: Tensor, pos: Tensor) -> Tensor:
+        """Half the sum of the uniformity losses of the batch's unit user and positive-item vectors."""
+        u, v = self.net.unit_vectors(user, pos)  # (B, d), (B, d)
+        t = self.hparams.uniformity_t
+        return 0.5 * sum(torch.pdist(x).pow(2).mul(-t).exp().mean().log() for x in (u, v))
 
     def _optimizer_list(self) -> list:
         opts = self.optimizers()

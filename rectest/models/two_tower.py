@@ -101,6 +101,10 @@ class TwoTower(nn.Module):
             return torch.einsum("bd,bkd->bk", u, v)  # (B, k)
         return (u * v).sum(-1)  # (B,)
 
+    def unit_vectors(self, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
+        """Unit-norm tower outputs (with gradients) of (B,) users and (B,) items: ``(B, d)``, ``(B, d)``."""
+        return F.normalize(self.user_tower(user), dim=-1), F.normalize(self.item_tower(item), dim=-1)
+
     def _item_outputs(self, item: Tensor) -> Tensor:
         """Prepared item-tower outputs of (...,) item indices -> (..., d).
 

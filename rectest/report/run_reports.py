@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from rectest.report.geometry import attach_poles
 from rectest.report.paper import paper_reference
 from rectest.report.summary import SUMMARY_FILE, summarize, write_summary
 from rectest.report.tables import TABLE_FILE, write_table
@@ -43,6 +44,8 @@ def write_run_reports(
     title: str,
     setting: str | None = None,
     figures: bool = True,
+    extra: dict[str, Any] | None = None,
+    poles: Sequence[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """Write summary.json, table.md and (optionally) the figures under ``run_dir``.
 
@@ -53,12 +56,17 @@ def write_run_reports(
         title: heading of the table and the figures.
         setting: ``"synthetic"`` or a MovieLens release name to add the authors' numbers; None for none.
         figures: whether to draw the PNGs (matplotlib is imported only then).
+        extra: entries added to the summary before it is written (e.g. ``geometry``, ``theorem``).
+        poles: one record per replica index (:func:`rectest.report.geometry.attach_poles`).
 
     Returns:
         The summary dict (as written to summary.json).
     """
     run_dir = Path(run_dir)
     summary = summarize(frame, sweep_keys)
+    summary.update(extra or {})
+    if poles is not None:
+        attach_poles(summary, poles)
     write_summary(summary, run_dir / SUMMARY_FILE)
     write_table(summary, run_dir / TABLE_FILE, title, paper_rows(summary, setting))
     if figures:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rectest.report.atomic import atomic_write_text
+from rectest.report.geometry import GEOMETRY, geometry_lines, poles_lines
 from rectest.report.summary import last_step
 from rectest.report.values import (
     PAPER_MEASURES,
@@ -101,6 +102,11 @@ def render_table(
             "`paper` columns: Lin et al., NeurIPS 2024, final values read from the authors' figures "
             "(`~` approximate; `-` not reported)."
         )
+    if summary.get(GEOMETRY):
+        lines += ["", *geometry_lines(summary[GEOMETRY])]
+    pole_lines = poles_lines(summary)
+    if pole_lines:
+        lines += ["", *pole_lines]
     return "\n".join(lines) + "\n"
 
 

@@ -22,6 +22,8 @@ from matplotlib.figure import Figure
 from torch.utils.tensorboard import SummaryWriter
 from torch.utils.tensorboard.summary import hparams as hparams_summary
 
+from rectest.report.geometry import GEOMETRY as GEOMETRY_TAG
+from rectest.report.geometry import geometry_lines
 from rectest.report.groups import setting_groups, step_stats
 from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
 
@@ -186,6 +188,13 @@ class SimWriters(SimScalarLogger):
             hp = {**group["params"], "n_seeds": group["n_seeds"]}
             final = {m: group["final"][m]["mean"] for m in PAPER_MEASURES if m in group["final"]}
             log_hparams(writer, hp, final)
+
+    def geometry(self, geometry: Mapping[str, Any]) -> None:
+        """The starting state's geometry in the root run: the table as text (tag ``geometry``) and each
+        measure of the starting state as a scalar ``geometry/<measure>`` at step 0."""
+        self.root.add_text(GEOMETRY_TAG, "\n".join(geometry_lines(geometry)), 0)
+        for key, value in geometry["start"].items():
+            self.root.add_scalar(f"{GEOMETRY_TAG}/{key}", value, 0)
 
     def close(self) -> None:
         super().close()
