@@ -72,7 +72,7 @@ class LoggerConfig:
     tensorboard: bool = True
     projector: bool = True  # embedding-projector snapshots at the first and last step
     figures: bool = True
-    progress: bool = True
+    progress: bool = True  # live bars on a terminal, a plain line now and then otherwise; false = silent
 
 
 def register_configs() -> None:

@@ -18,3 +18,9 @@ class DataError(RectestError):
 
 class ConfigError(RectestError):
     """A configuration value is out of range or inconsistent."""
+
+
+class Interrupted(RectestError):
+    """The user stopped a run (Ctrl-C); the message says where and how to resume."""
+
+    exit_code: int = 130

@@ -16,6 +16,8 @@ Story of :func:`run`:
 from __future__ import annotations
 
 import logging
+import sys
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -95,7 +97,9 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
         sim_cfg.transform,
     )
     device = resolve_device(sim_cfg.device)
+    clock = time.perf_counter()
     bundle = _load_data(cfg)  # 2. (before the folder is claimed: bad input leaves nothing behind)
+    timings = {"load_s": time.perf_counter() - clock}
     n, d = _planned_sizes(cfg, bundle)
     values = swept_values(cfg, n)  # 5. (checked before any work starts)
     validate_values(values, n, d)
@@ -104,42 +108,59 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
     _set_threads(
         sim_cfg.threads, len(replicas) * n * (bundle.interactions.num_users if bundle.interactions else 1)
     )
-    todo = None if bundle.embeddings is not None else training.plan(cfg, bundle)
+    todo = (
+        None
+        if bundle.embeddings is not None
+        else training.plan(cfg, bundle, progress_mode(bool(cfg.logger.progress)))
+    )
     folder = RunFolder(Path(run_dir) if run_dir is not None else _hydra_run_dir())
     resume = folder.claim(cfg)  # 1.
-    start = _prepare_start(cfg, bundle, todo, folder, resume)  # 3. + 4.
-    _report_theorem(replicas, n)
-    settings = simulate.Settings(
-        steps=int(sim_cfg.steps),
-        log_every=int(sim_cfg.log_every),
-        checkpoint_every=int(sim_cfg.checkpoint_every),
-        chunk_size=int(sim_cfg.chunk_size),
-        r_polarized=float(sim_cfg.r_polarized),
-        dtype=torch.float64 if sim_cfg.dtype == "float64" else torch.float32,
-        device=device,
-        f=cfg.dynamics.f,
-        g=cfg.dynamics.g,
-        tanh_slope=float(cfg.dynamics.tanh_slope),
-        learned=sim_cfg.recommender == "learned",
-        window=int(sim_cfg.window),
-        feedback_noise=float(sim_cfg.feedback_noise),
-        warm_start_epochs=int(sim_cfg.warm_start_epochs),
-        tensorboard=bool(cfg.logger.tensorboard),
-        projector=bool(cfg.logger.projector),
-        figures=bool(cfg.logger.figures),
-        progress=bool(cfg.logger.progress),
-        title=_title(bundle, cfg, keys),
-        setting=bundle.name if bundle.name == "synthetic" or bundle.name.startswith("ml-") else None,
-    )
-    geometry = _start_geometry(start, sim_cfg)
-    print(geometry_console(geometry))
-    extra = {
-        "theorem": [theorem_conditions(r.params, n) for r in replicas],
-        "training": start.train_metrics,
-        "geometry": geometry,
-    }
-    simulate.simulate(start, replicas, keys, settings, folder, resume, extra)  # 6. + 7.
+    try:
+        clock = time.perf_counter()
+        start = _prepare_start(cfg, bundle, todo, folder, resume)  # 3. + 4.
+        timings["train_s"] = time.perf_counter() - clock
+        _report_theorem(replicas, n)
+        settings = simulate.Settings(
+            steps=int(sim_cfg.steps),
+            log_every=int(sim_cfg.log_every),
+            checkpoint_every=int(sim_cfg.checkpoint_every),
+            chunk_size=int(sim_cfg.chunk_size),
+            r_polarized=float(sim_cfg.r_polarized),
+            dtype=torch.float64 if sim_cfg.dtype == "float64" else torch.float32,
+            device=device,
+            f=cfg.dynamics.f,
+            g=cfg.dynamics.g,
+            tanh_slope=float(cfg.dynamics.tanh_slope),
+            learned=sim_cfg.recommender == "learned",
+            window=int(sim_cfg.window),
+            feedback_noise=float(sim_cfg.feedback_noise),
+            warm_start_epochs=int(sim_cfg.warm_start_epochs),
+            tensorboard=bool(cfg.logger.tensorboard),
+            projector=bool(cfg.logger.projector),
+            figures=bool(cfg.logger.figures),
+            progress=progress_mode(bool(cfg.logger.progress)),
+            title=_title(bundle, cfg, keys),
+            setting=bundle.name if bundle.name == "synthetic" or bundle.name.startswith("ml-") else None,
+        )
+        geometry = _start_geometry(start, sim_cfg)
+        print(geometry_console(geometry))
+        extra = {
+            "theorem": [theorem_conditions(r.params, n) for r in replicas],
+            "training": start.train_metrics,
+            "geometry": geometry,
+        }
+        simulate.simulate(start, replicas, keys, settings, folder, resume, extra, timings)  # 6. + 7.
+    finally:
+        folder.release()
     return folder.root
+
+
+def progress_mode(enabled: bool) -> str:
+    """``bar`` (live bars) when stderr is a terminal, ``lines`` (a plain line now and then) when it is a
+    file or a pipe, ``off`` when ``logger.progress=false``."""
+    if not enabled:
+        return "off"
+    return "bar" if sys.stderr.isatty() else "lines"
 
 
 SMALL_PROBLEM = 1 << 22  # replicas x users x creators below which one CPU thread is fastest
@@ -176,10 +197,13 @@ def _report_theorem(replicas: list[Replica], n: int) -> None:
         verdicts[label] = theorem_conditions(rep.params, n)["theorem_applies"]
     held = [label for label, ok in verdicts.items() if ok]
     log.info(
-        "theorem conditions (every p_ij > p0 > 0 and 0 < eta_u < eta_c/2 < 1/4) hold for %d of %d settings%s",
+        "polarization theorem (every p_ij > p0 > 0 and 0 < eta_u < eta_c/2 < 1/4; reported, not required): "
+        "its conditions hold for %d of %d settings%s",
         len(held),
         len(verdicts),
-        f": {'; '.join(held)}" if held else "",
+        f" ({'; '.join(held)}): these polarize from any start, the others may or may not"
+        if held
+        else ": a run may still polarize without them",
     )
 
 

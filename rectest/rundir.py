@@ -7,17 +7,26 @@ Contract (design.md section 3): ``.hydra/``, ``tb/``, ``metrics.csv``, ``summary
 
 from __future__ import annotations
 
+import fcntl
+import logging
 import os
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 
 from rectest.errors import ConfigError
-from rectest.report.atomic import atomic_write_text
+from rectest.files import atomic_write, atomic_write_text
+
+log = logging.getLogger("rectest")
+LOCK_FILE = ".lock"
+_HELD: dict[str, int] = {}  # run folder -> descriptor of its lock, held by this process
+
+
+class RunLocked(ConfigError):
+    """Another live process holds the run folder."""
+
 
 # the keys that do not change what a run computes (a resumed run may differ in these)
 _IGNORED_ON_RESUME = ("logger", "run_name")
@@ -68,16 +77,36 @@ class RunFolder:
     def is_complete(self) -> bool:
         return self.summary.exists()
 
+    @property
+    def lock(self) -> Path:
+        return self.root / LOCK_FILE
+
     def claim(self, cfg: DictConfig) -> bool:
-        """Take the folder for this config; return True when an interrupted run is to be resumed.
+        """Lock the folder and take it for this config; return True when an interrupted run is to be resumed.
+
+        The lock (``fcntl.flock`` on ``.lock``, holding the owner's process id) is held until
+        :meth:`release` or the end of the process, so a second process on the same folder is refused at
+        once, and a lock left by a dead process is free again (the kernel releases it). A folder whose run stopped before its first checkpoint (no
+        ``checkpoint.pt``, no ``summary.json``) blocks nothing: it is cleared and taken.
 
         Raises:
-            ConfigError: the folder holds a finished run, or a run of a different configuration.
+            RunLocked: another live process holds the folder.
+            ConfigError: the folder holds a finished run, or a checkpointed run of a different configuration.
         """
         self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
         mine = _comparable(cfg)
         if self.config.exists():
             theirs = OmegaConf.to_yaml(OmegaConf.load(self.config))
+            if theirs != mine and not self.checkpoint.exists() and not self.is_complete():
+                log.info(
+                    "run folder %s: an attempt with another configuration stopped before its first "
+                    "checkpoint; starting afresh",
+                    self.root,
+                )
+                self._clear_partial(keep_config=False)
+                atomic_write_text(self.config, mine)
+                return False
             if theirs != mine:
                 raise ConfigError(
                     f"run folder {self.root} holds a run with a different configuration; "
@@ -95,9 +124,40 @@ class RunFolder:
         atomic_write_text(self.config, mine)
         return False
 
-    def _clear_partial(self) -> None:
-        """Remove what an attempt that never checkpointed left behind (keeps the config and Hydra's files)."""
-        keep = {self.config.name, ".hydra", "train.log"}
+    def lock_now(self) -> None:
+        """Take the folder's lock before any other work (the entry point calls it first thing)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock()
+
+    def _lock(self) -> None:
+        """Take the folder's lock for the life of this process, or raise RunLocked naming its holder."""
+        key = str(self.root.resolve())
+        if key in _HELD:
+            return
+        fd = os.open(self.lock, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
+            os.close(fd)
+            raise RunLocked(
+                f"run folder {self.root} is in use by process {holder}; wait for it to finish "
+                "(then the same command resumes or refuses a finished run) or choose another run_name"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
+        _HELD[key] = fd  # released when the process ends
+
+    def release(self) -> None:
+        """Release the folder's lock early (tests and notebooks running several pipelines in one process)."""
+        fd = _HELD.pop(str(self.root.resolve()), None)
+        if fd is not None:
+            os.close(fd)
+
+    def _clear_partial(self, keep_config: bool = True) -> None:
+        """Remove what an attempt that never checkpointed left behind (keeps Hydra's files, the lock and,
+        unless told otherwise, the config)."""
+        keep = {".hydra", "train.log", LOCK_FILE} | ({self.config.name} if keep_config else set())
         for path in self.root.iterdir():
             if path.name in keep:
                 continue
@@ -117,12 +177,9 @@ def _comparable(cfg: DictConfig) -> str:
 
 def save_checkpoint(path: Path, state: dict) -> None:
     """Save a checkpoint atomically (a kill mid-write leaves the previous one intact)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    with os.fdopen(fd, "wb") as fh:
-        torch.save(state, fh)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    import torch
+
+    atomic_write(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: Path) -> dict:
@@ -131,6 +188,8 @@ def load_checkpoint(path: Path) -> dict:
     Raises:
         ConfigError: the file is not a rectest checkpoint.
     """
+    import torch
+
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # noqa: BLE001  (any failure means the file is unusable)

@@ -24,14 +24,15 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from rectest.errors import ConfigError
+from rectest.errors import ConfigError, Interrupted
+from rectest.files import atomic_write_text
 from rectest.online import OnlineRecommender
-from rectest.report.atomic import atomic_write_text
-from rectest.report.console import console_summary
+from rectest.report.console import console_summary, timings_line
 from rectest.report.frames import history_frame
 from rectest.report.geometry import GEOMETRY
 from rectest.report.metrics_log import MetricsLog, read_metrics
 from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
+from rectest.report.summary import write_summary
 from rectest.report.values import (
     MEASURES,
     PAPER_MEASURES,
@@ -50,6 +51,7 @@ log = logging.getLogger("rectest")
 
 # new metric rows reach metrics.csv and TensorBoard at least this often (and at every checkpoint)
 FLUSH_SECONDS = 2.0
+PROGRESS_LINES = 10  # without a terminal, the loop logs its step this many times per run
 RETRAIN_TAG = "retrain/rmse"  # TensorBoard tag of the learned model's error against the true scores
 # full-batch Adam steps per warm-start epoch of the learned recommender
 GRADIENT_STEPS_PER_EPOCH = 10
@@ -78,7 +80,7 @@ class Settings:
     tensorboard: bool
     projector: bool
     figures: bool
-    progress: bool
+    progress: str  # bar | lines | off (see rectest.pipeline.progress_mode)
     title: str
     setting: str | None  # "synthetic" or an "ml-*" release: which of the paper's tables to show beside ours
 
@@ -131,6 +133,7 @@ def simulate(
     folder: RunFolder,
     resume: bool,
     extra: dict,
+    timings: dict[str, float] | None = None,
 ) -> dict:
     """Run (or resume) the simulation and write every output of the run folder.
 
@@ -142,6 +145,11 @@ def simulate(
         folder: the run folder.
         resume: continue from ``checkpoint.pt``.
         extra: entries added to summary.json (training metrics, theorem conditions).
+        timings: wall seconds of the stages before this one (``load_s``, ``train_s``); summary.json's
+            ``timings`` adds ``simulate_s``, ``steps_per_second`` (steps run by this process) and ``report_s``.
+
+    Raises:
+        Interrupted: Ctrl-C (SIGINT) during the loop; the message names the step and how to resume.
 
     Returns:
         The summary written to ``summary.json``.
@@ -180,8 +188,14 @@ def simulate(
         writers.projector(sim.users, sim.creators, 0, start)
     flushed = time.monotonic()
     bar = tqdm(
-        total=settings.steps, initial=sim.t, desc="simulate", unit="step", disable=not settings.progress
+        total=settings.steps,
+        initial=sim.t,
+        desc="simulate",
+        unit="step",
+        disable=settings.progress != "bar",
     )
+    every_line = max(1, settings.steps // PROGRESS_LINES)
+    clock, first_step = time.perf_counter(), sim.t
     try:
         while sim.t < settings.steps:  # 3.
             last = sim.t == settings.steps - 1  # the last step is always logged
@@ -206,10 +220,20 @@ def simulate(
             if due_checkpoint and sim.t < settings.steps:
                 _checkpoint(folder, sim, online, rows_done)
             bar.update(1)
+            if settings.progress == "lines" and (sim.t % every_line == 0 or sim.t == settings.steps):
+                log.info("simulate: step %d of %d", sim.t, settings.steps)
+    except KeyboardInterrupt:
+        raise Interrupted(f"interrupted at step {sim.t}; run the same command to resume") from None
     finally:
         bar.close()
         metrics.close()
-    return _finish(folder, sim, start, replicas, keys, settings, writers, extra)  # 4.
+    elapsed = time.perf_counter() - clock
+    timings = {
+        **(timings or {}),
+        "simulate_s": elapsed,
+        "steps_per_second": (sim.t - first_step) / elapsed if elapsed > 0 else None,
+    }
+    return _finish(folder, sim, start, replicas, keys, settings, writers, extra, timings)  # 4.
 
 
 def _online(start, replicas: list[Replica], settings: Settings) -> OnlineRecommender | None:
@@ -306,7 +330,9 @@ def _finish(
     settings: Settings,
     writers,
     extra: dict,
+    timings: dict[str, float],
 ) -> dict:
+    clock = time.perf_counter()
     frame = read_metrics(folder.metrics, keys)
     extra = dict(extra)
     if extra.get(GEOMETRY) is not None:
@@ -330,8 +356,11 @@ def _finish(
         if summary.get(GEOMETRY):
             writers.geometry(summary[GEOMETRY])
         writers.close()
+    summary["timings"] = {**timings, "report_s": time.perf_counter() - clock}
+    write_summary(summary, folder.summary)
     folder.checkpoint.unlink(missing_ok=True)
     print(console_summary(summary, keys))
+    print(timings_line(summary["timings"]))
     print(f"run folder: {folder.root}")
     return summary
 

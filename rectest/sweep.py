@@ -90,6 +90,12 @@ def expand(values: dict[str, list[Any]], seeds: Sequence[int]) -> list[Replica]:
     """The replicas: the product of all values times the seeds (seeds vary fastest)."""
     if not seeds:
         raise ConfigError("sim.seeds=[]: expected at least one seed")
+    repeated = sorted({int(s) for s in seeds if list(seeds).count(s) > 1})
+    if repeated:
+        raise ConfigError(
+            f"sim.seeds={list(seeds)}: seed(s) {repeated} repeated; a repeated seed runs the same trajectory "
+            "twice and understates the spread across seeds (expected distinct seeds)"
+        )
     names = list(values)
     replicas = []
     for combo in itertools.product(*(values[n] for n in names)):

@@ -1,13 +1,19 @@
 """Entry point: ``python -m rectest.train [group=option ...] [+experiment=NAME] [key=value ...]``.
 
-A thin Hydra wrapper around :func:`rectest.pipeline.run`. User errors (bad files, bad values) end with one
-line on stderr and exit status 2, never a traceback; a simulation stopped by the NaN/Inf guard exits 3.
+A thin Hydra wrapper around :func:`rectest.pipeline.run`, and the only place that sets process-wide state
+(warning filters, library log levels). Every user error ends with one line ``rectest: error: ...`` on
+stderr and exit status 2, never a traceback: bad files and values (raised by rectest), and bad overrides
+(an unknown group option, a misspelt key), which are checked by composing the config once before Hydra
+runs the job. Ctrl-C prints ``rectest: interrupted ...`` and exits 130; a simulation stopped by the
+NaN/Inf guard exits 3. A run that failed before its first checkpoint leaves no folder behind.
 """
 
 from __future__ import annotations
 
+import logging
 import shutil
 import sys
+import warnings
 from pathlib import Path
 
 import hydra
@@ -15,34 +21,113 @@ from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
 from rectest import config as _config  # noqa: F401  (registers the config schemas)
-from rectest.errors import RectestError
-from rectest.sim import SimulationError
+from rectest.errors import ConfigError, RectestError
+from rectest.rundir import RunFolder, RunLocked
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+OUTPUTS = "outputs"
+# Messages of the libraries that tell a user of rectest nothing they can act on.
+QUIET_WARNINGS = (
+    r".*LeafSpec.*",
+    r".*IterableDataset.*has `__len__` defined.*",
+    r".*smaller than the logging interval.*",
+    r".*does not have many workers.*",
+    r".*`training_step` returned `None`.*",
+)
+
+
+def quiet_libraries() -> None:
+    """Silence the libraries' chatter (Lightning's hardware lines and tips, known-harmless warnings)."""
+    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+    for pattern in QUIET_WARNINGS:
+        warnings.filterwarnings("ignore", message=pattern)
 
 
 @hydra.main(version_base="1.3", config_path=CONF_DIR, config_name="config")
-def main(cfg: DictConfig) -> None:
-    """Run the pipeline for one composed config."""
+def main(cfg: DictConfig) -> float | None:
+    """Run the pipeline for one composed config; return its objective (for Hydra sweepers)."""
+    run_dir = Path(HydraConfig.get().runtime.output_dir)
+    try:
+        RunFolder(run_dir).lock_now()  # before the heavy imports: a second process is refused at once
+    except RunLocked as err:
+        fail(f"rectest: error: {err}", 2)
     from rectest.pipeline import run
+    from rectest.sim import SimulationError
 
+    quiet_libraries()
     try:
         run(cfg)
+    except RunLocked as err:  # another process's folder: leave it alone
+        fail(f"rectest: error: {err}", 2)
     except RectestError as err:
-        _discard_if_unused(Path(HydraConfig.get().runtime.output_dir))
-        print(f"rectest: error: {err}", file=sys.stderr)
-        sys.exit(err.exit_code)
+        discard_unfinished(run_dir)
+        fail(f"rectest: {'' if err.exit_code == 130 else 'error: '}{err}", err.exit_code)
+    except KeyboardInterrupt:
+        discard_unfinished(run_dir)
+        fail("rectest: interrupted before the simulation started; run the same command to start again", 130)
     except SimulationError as err:  # the NaN/Inf guard: names the step and the replicas
-        print(f"rectest: simulation stopped: {err}", file=sys.stderr)
-        sys.exit(3)
+        fail(f"rectest: simulation stopped: {err}", 3)
+    return None
 
 
-def _discard_if_unused(run_dir: Path) -> None:
-    """Remove a run folder that holds only Hydra's own files (bad input stopped the run before any work)."""
-    hydra_only = {".hydra", "train.log"}
-    if run_dir.is_dir() and {p.name for p in run_dir.iterdir()} <= hydra_only:
-        shutil.rmtree(run_dir, ignore_errors=True)
+def fail(message: str, code: int) -> None:
+    print(message, file=sys.stderr)
+    sys.exit(code)
+
+
+def discard_unfinished(run_dir: Path) -> None:
+    """Remove a run folder that holds nothing to resume (no checkpoint, no finished summary), and the
+    empty folders above it up to ``outputs/``, so the corrected command can reuse the name."""
+    if not run_dir.is_dir() or (run_dir / "checkpoint.pt").exists() or (run_dir / "summary.json").exists():
+        return
+    shutil.rmtree(run_dir, ignore_errors=True)
+    outputs = (Path.cwd() / OUTPUTS).resolve()
+    parent = run_dir.resolve().parent
+    while parent != outputs and outputs in parent.parents and not any(parent.iterdir()):
+        parent.rmdir()
+        parent = parent.parent
+
+
+def check_overrides(argv: list[str]) -> None:
+    """Compose the config from plain command-line overrides once, before Hydra runs the job, so an
+    unknown option or a misspelt key is one line (Hydra would print a traceback-like report and exit 1).
+
+    Skipped when Hydra flags (``-m``, ``--help``, ``--cfg``, ...) are given: Hydra handles those itself.
+
+    Raises:
+        ConfigError: the overrides do not compose, or add a top-level key the config does not have.
+    """
+    if any(arg.startswith("-") for arg in argv):
+        return
+    argv = [arg for arg in argv if not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
+    from hydra import compose, initialize_config_dir
+
+    try:
+        with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=argv)
+    except Exception as err:  # noqa: BLE001  (any composition failure is a bad override)
+        text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
+        raise ConfigError(f"bad override ({text})") from None
+    unknown = sorted(set(cfg) - set(TOP_LEVEL_KEYS))
+    if unknown:
+        raise ConfigError(
+            f"unknown top-level key(s) {unknown}: the config has {', '.join(TOP_LEVEL_KEYS)}; "
+            "a group's values are set as group.key=value (e.g. policy.k=3)"
+        )
+
+
+TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")
+
+
+def cli() -> None:
+    """``python -m rectest.train``: check the overrides, then hand over to Hydra."""
+    try:
+        check_overrides(sys.argv[1:])
+    except ConfigError as err:
+        fail(f"rectest: error: {err}", 2)
+    main()
 
 
 if __name__ == "__main__":
-    main()
+    cli()

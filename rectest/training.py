@@ -6,6 +6,7 @@ itself takes plain arguments.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Callable
@@ -14,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
 from rectest.config import build
@@ -52,8 +54,35 @@ class Plan:
     patience: int
 
 
-def plan(cfg: DictConfig, bundle: DataBundle) -> Plan:
-    """Build ``cfg.model`` and ``cfg.trainer`` for the bundle (cheap; bad arguments fail here, before any work)."""
+class EpochLines(pl.Callback):
+    """One log line per training epoch (instead of a progress bar when the output is not a terminal)."""
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.callback_metrics:
+            return
+        values = ", ".join(f"{k}={float(v):.4f}" for k, v in sorted(trainer.callback_metrics.items()))
+        log.info("epoch %d: %s", trainer.current_epoch, values)
+
+
+def _check_trainer(cfg: DictConfig, make_trainer: Callable[..., pl.Trainer]) -> None:
+    """Refuse trainer settings Lightning would reject later (and with a traceback)."""
+    epochs = cfg.trainer.get("max_epochs")
+    if epochs is not None and (int(epochs) == 0 or int(epochs) < -1):
+        raise ConfigError(f"trainer.max_epochs={epochs}: expected at least 1 (or -1 for no limit)")
+    try:
+        make_trainer(logger=False, enable_checkpointing=False, enable_progress_bar=False)
+    except MisconfigurationException as err:
+        raise ConfigError(f"trainer: {' '.join(str(err).split())}") from None
+
+
+def plan(cfg: DictConfig, bundle: DataBundle, progress: str = "bar") -> Plan:
+    """Build ``cfg.model`` and ``cfg.trainer`` for the bundle (cheap; bad arguments fail here, before any work).
+
+    Args:
+        cfg: the composed config.
+        bundle: the loaded data.
+        progress: ``bar`` (Lightning's progress bar), ``lines`` (one log line per epoch) or ``off``.
+    """
     inter = bundle.interactions
     if cfg.model.task.get("loss") == LOSS_FULL_SOFTMAX and int(cfg.model.num_negatives) > 0:
         raise ConfigError(
@@ -71,7 +100,20 @@ def plan(cfg: DictConfig, bundle: DataBundle) -> Plan:
         seed=int(cfg.seed),
         exclude_positives=bool(cfg.model.exclude_positives),
     )
-    return Plan(task, datamodule, build(cfg.trainer, "trainer"), int(cfg.model.patience))
+    make_trainer = build(cfg.trainer, "trainer")
+    _check_trainer(cfg, make_trainer)
+    bar = progress == "bar" and bool(cfg.trainer.get("enable_progress_bar", True))
+    callbacks = [EpochLines()] if progress == "lines" else []
+    trainer = functools.partial(_with_callbacks, make_trainer, callbacks, bar)
+    return Plan(task, datamodule, trainer, int(cfg.model.patience))
+
+
+def _with_callbacks(
+    make_trainer: Callable[..., pl.Trainer], extra: list[pl.Callback], bar: bool, **kwargs
+) -> pl.Trainer:
+    """``make_trainer`` with extra callbacks and the progress bar on or off."""
+    kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
+    return make_trainer(enable_progress_bar=bar, **kwargs)
 
 
 def train_and_export(todo: Plan, bundle: DataBundle, run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:

@@ -42,3 +42,64 @@ def test_user_errors_are_one_line_exit_2(tmp_path, overrides, needle):
 def test_misspelt_key_fails_without_traceback(tmp_path):
     done = _train(tmp_path, "sim.stepz=3")
     assert done.returncode != 0 and "Traceback" not in done.stderr and "stepz" in done.stderr
+
+
+def _one_error_line(done: subprocess.CompletedProcess, needle: str) -> None:
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert "Traceback" not in done.stderr
+    lines = [ln for ln in done.stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("rectest: error:")]
+    assert len(errors) == 1 and needle in errors[0], done.stderr[-1500:]
+
+
+@pytest.mark.parametrize(
+    "overrides,needle",
+    [
+        (["+experiment=nope"], "experiment/nope"),
+        (["polcy.k=3"], "polcy"),
+        (["+polcy.k=3"], "unknown top-level key(s) ['polcy']"),
+        (["trainer=gpu"], "trainer:"),
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+        (["sim.seeds=[0,0]"], "repeated"),
+    ],
+)
+def test_hydra_and_lightning_errors_are_one_line_and_leave_nothing(tmp_path, overrides, needle):
+    done = _train(tmp_path, *overrides)
+    _one_error_line(done, needle)
+    assert not (tmp_path / "run").exists(), "a refused run left its folder behind"
+
+
+def test_a_failed_run_does_not_block_its_name(tmp_path):
+    run_dir = tmp_path / "run"
+    base = [f"hydra.run.dir={run_dir}", "sim.steps=2", "sim.seeds=[0]", "logger=none"]
+    bad = subprocess.run(
+        [sys.executable, "-m", "rectest.train", *base, "trainer.max_epochs=0"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert bad.returncode == 2
+    good = subprocess.run(
+        [sys.executable, "-m", "rectest.train", *base, "trainer.max_epochs=1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert good.returncode == 0, good.stderr[-1500:]
+    assert (run_dir / "summary.json").exists()
+
+
+def test_refused_default_run_leaves_no_dated_folder(tmp_path):
+    """The default run name is outputs/<date>/<time>: a refusal removes both levels."""
+    done = subprocess.run(
+        [sys.executable, "-m", "rectest.train", "policy.beta=-1"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
+    )
+    assert done.returncode == 2, done.stderr[-1500:]
+    assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())

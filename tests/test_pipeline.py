@@ -120,6 +120,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
         ("dynamics.fixed_dims=64", "dynamics.fixed_dims"),
         ("dynamics.g=cube", "dynamics.g"),
         ("sim.transform=rotate", "sim.transform"),
+        ("sim.seeds=[0,3,0]", "sim.seeds=[0, 3, 0]: seed(s) [0] repeated"),
         ("sim.creators=best", "sim.creators"),
         ("sim.init=truth", None),  # valid on synthetic data: must not raise here
     ]:

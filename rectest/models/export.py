@@ -8,8 +8,6 @@ Layout in a run folder::
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +17,7 @@ from torch import nn
 
 from rectest.data.interactions import Interactions
 from rectest.errors import DataError
+from rectest.files import atomic_write
 
 EMBEDDINGS_FOLDER = "embeddings"
 USERS_FILE = "users.npz"
@@ -39,15 +38,8 @@ class Embeddings:
 
 
 def _write_npz(path: Path, ids: np.ndarray, vectors: np.ndarray) -> None:
-    """Write atomically: a temporary file in the same folder, then ``os.replace``."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **{KEY_IDS: ids, KEY_VECTORS: vectors})
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """Write atomically (:func:`rectest.files.atomic_write`)."""
+    atomic_write(path, lambda f: np.savez(f, **{KEY_IDS: ids, KEY_VECTORS: vectors}))
 
 
 def export_embeddings(net: nn.Module, interactions: Interactions, folder: str | Path) -> dict[str, Path]:

@@ -38,6 +38,7 @@ SPARSE_ADAM = "sparse_adam"  # SparseAdam for sparse embeddings (lazy: only a ba
 SPARSE_OK = ("sgd", "adagrad", SPARSE_ADAM)  # optimizers that accept sparse gradients
 
 TAG_TRAIN_LOSS = "train/loss"
+UNIFORMITY_ITEMS = 1024  # catalogue items drawn uniformly per batch for the uniformity loss
 TAG_RMSE = "rmse"
 TAG_MAE = "mae"
 
@@ -48,6 +49,12 @@ def recall_tag(k: int) -> str:
 
 def ndcg_tag(k: int) -> str:
     return f"ndcg@{k}"
+
+
+def uniformity_loss(x: Tensor, t: float) -> Tensor:
+    """``log mean_{i < j} exp(-t ||x_i - x_j||^2)`` of unit vectors ``x`` ``(N, d)`` (Wang & Isola, 2020):
+    lowest when the points are spread uniformly over the sphere."""
+    return torch.pdist(x).pow(2).mul(-t).exp().mean().log()
 
 
 def _sparse_parameters(net: nn.Module) -> list[nn.Parameter]:
@@ -75,11 +82,14 @@ class RecommenderTask(pl.LightningModule):
             batch touches, Adam the dense parameters; ``weight_decay`` applies to the dense ones only).
         fused: use the optimizer's single-kernel implementation (``fused=True``: one pass over all
             parameters per step instead of one per tensor; CPU needs torch >= 2.4; dense gradients only).
-        uniformity: weight of the uniformity loss of Wang & Isola (ICML 2020) added to an implicit loss:
-            ``log mean_{i != j} exp(-t ||x_i - x_j||^2)`` over the batch's unit user vectors plus the same
-            over its unit positive-item vectors, halved. It spreads both clouds over the sphere (towards
-            the paper's near-isotropic starting geometry); 0 = off. Needs a net with ``unit_vectors``.
-        uniformity_t: the ``t`` of the uniformity loss.
+        uniformity: weight of the uniformity loss of Wang & Isola (ICML 2020) on the items, added to an
+            implicit loss: ``log mean_{i != j} exp(-t ||v_i - v_j||^2)`` over the unit vectors of 1,024
+            catalogue items drawn uniformly per batch (not the batch's positives, which follow popularity:
+            the rarely rated items are most of the creators a simulation starts from). It spreads the items
+            over the sphere, towards the paper's near-isotropic starting geometry; 0 = off. Needs a net with
+            ``unit_vectors`` (the two-tower).
+        user_uniformity: the same loss over the batch's distinct users, with its own weight (0 = off).
+        uniformity_t: the ``t`` of the uniformity losses.
 
     Optimisation is manual (one backward and one step per batch, the learning rate decayed per epoch) and
     the training loss is summed on the fly and logged once per epoch: the per-step work outside the
@@ -101,6 +111,7 @@ class RecommenderTask(pl.LightningModule):
         optimizer: str = "adam",
         fused: bool = False,
         uniformity: float = 0.0,
+        user_uniformity: float = 0.0,
         uniformity_t: float = 2.0,
     ) -> None:
         super().__init__()
@@ -132,14 +143,18 @@ class RecommenderTask(pl.LightningModule):
                 "model.task.fused=true with sparse embeddings (model.net.sparse=true or optimizer=sparse_adam): "
                 "fused optimizers take dense gradients only (set fused=false)"
             )
-        if uniformity < 0 or uniformity_t <= 0:
+        if uniformity < 0 or user_uniformity < 0 or uniformity_t <= 0:
             raise ConfigError(
-                f"model.task.uniformity={uniformity}, uniformity_t={uniformity_t}: expected >= 0 and > 0"
+                f"model.task.uniformity={uniformity}, user_uniformity={user_uniformity}, "
+                f"uniformity_t={uniformity_t}: expected >= 0, >= 0 and > 0"
             )
-        if uniformity > 0 and (feedback != IMPLICIT or not hasattr(net, "unit_vectors")):
+        if (uniformity > 0 or user_uniformity > 0) and (
+            feedback != IMPLICIT or not hasattr(net, "unit_vectors")
+        ):
             raise ConfigError(
-                f"model.task.uniformity={uniformity}: the uniformity loss needs implicit feedback and a net "
-                f"with unit vectors (model=two_tower); got feedback={feedback!r}, net {type(net).__name__}"
+                f"model.task.uniformity={uniformity}, user_uniformity={user_uniformity}: the uniformity loss "
+                "needs implicit feedback and a net with unit vectors (model=two_tower); got "
+                f"feedback={feedback!r}, net {type(net).__name__}"
             )
         self.save_hyperparameters(ignore=["net"])
         self.automatic_optimization = False
@@ -248,10 +263,10 @@ class RecommenderTask(pl.LightningModule):
                 item = torch.cat([batch["pos"].unsqueeze(-1), batch["neg"]], dim=-1)  # (B, 1 + k)
                 loss = self._implicit_loss(batch)
             total = loss
-            if self.hparams.uniformity > 0:
-                total = total + self.hparams.uniformity * self._uniformity(user, batch["pos"])
             if l2 > 0 and hasattr(self.net, "penalty"):
-                total = loss + l2 * self.net.penalty(user, item)
+                total = total + l2 * self.net.penalty(user, item)
+            if self.hparams.uniformity > 0 or self.hparams.user_uniformity > 0:
+                total = total + self._uniformity(user)
         opts = self._optimizer_list()
         for opt in opts:
             opt.zero_grad(set_to_none=True)
@@ -265,11 +280,15 @@ class RecommenderTask(pl.LightningModule):
         }
         return loss.detach()
 
-    def _uniformity(self, user: Tensor, pos: Tensor) -> Tensor:
-        """Half the sum of the uniformity losses of the batch's unit user and positive-item vectors."""
-        u, v = self.net.unit_vectors(user, pos)  # (B, d), (B, d)
-        t = self.hparams.uniformity_t
-        return 0.5 * sum(torch.pdist(x).pow(2).mul(-t).exp().mean().log() for x in (u, v))
+    def _uniformity(self, user: Tensor) -> Tensor:
+        """The weighted uniformity losses of ``UNIFORMITY_ITEMS`` catalogue items drawn uniformly and of
+        the batch's distinct users (see the class docstring)."""
+        items = torch.randint(self.net.num_items, (UNIFORMITY_ITEMS,), device=user.device)
+        u, v = self.net.unit_vectors(user.unique(), items)  # (B', d), (UNIFORMITY_ITEMS, d)
+        total = self.hparams.uniformity * uniformity_loss(v, self.hparams.uniformity_t)
+        if self.hparams.user_uniformity > 0:
+            total = total + self.hparams.user_uniformity * uniformity_loss(u, self.hparams.uniformity_t)
+        return total
 
     def _optimizer_list(self) -> list:
         opts = self.optimizers()

@@ -102,7 +102,7 @@ class TwoTower(nn.Module):
         return (u * v).sum(-1)  # (B,)
 
     def unit_vectors(self, user: Tensor, item: Tensor) -> tuple[Tensor, Tensor]:
-        """Unit-norm tower outputs (with gradients) of (B,) users and (B,) items: ``(B, d)``, ``(B, d)``."""
+        """Unit-norm tower outputs (with gradients) of (B,) users and (N,) items: ``(B, d)``, ``(N, d)``."""
         return F.normalize(self.user_tower(user), dim=-1), F.normalize(self.item_tower(item), dim=-1)
 
     def _item_outputs(self, item: Tensor) -> Tensor:

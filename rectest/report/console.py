@@ -56,3 +56,21 @@ def console_summary(summary: Mapping[str, Any], sweep_keys: Sequence[str]) -> st
     last = format_value(last_step(summary))
     title = f"final measures at step {last} (mean ± stderr over seeds)"
     return "\n".join([title, line(header), line(["-" * w for w in widths]), *(line(r) for r in rows)])
+
+
+def timings_line(timings: Mapping[str, Any]) -> str:
+    """One line with the wall time of each stage and the simulation's speed, to plan bigger runs."""
+    parts = [
+        f"{name} {timings[key]:.1f} s"
+        for name, key in (
+            ("load", "load_s"),
+            ("train", "train_s"),
+            ("simulate", "simulate_s"),
+            ("report", "report_s"),
+        )
+        if timings.get(key) is not None
+    ]
+    speed = timings.get("steps_per_second")
+    if speed is not None:
+        parts.append(f"{speed:.2f} steps/s")
+    return "timings: " + ", ".join(parts)

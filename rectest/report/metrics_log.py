@@ -24,7 +24,7 @@ from typing import Any
 import pandas as pd
 
 from rectest.errors import DataError
-from rectest.report.atomic import atomic_write_text
+from rectest.files import atomic_write_text
 from rectest.report.values import STEP, normalize_value
 
 METRICS_FILE = "metrics.csv"

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rectest.report.atomic import atomic_write_text
+from rectest.files import atomic_write_text
 from rectest.report.geometry import GEOMETRY, geometry_lines, poles_lines
 from rectest.report.summary import last_step
 from rectest.report.values import (

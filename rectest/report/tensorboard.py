@@ -59,8 +59,9 @@ class SimScalarLogger:
         tb_dir: the run folder's ``tb/``.
         sweep_keys: the swept columns of the frames passed to :meth:`log`.
 
-        purge_step: for a resumed run, the step of its checkpoint: events of later steps written before
-            the restart are discarded by TensorBoard (the resumed run writes them again).
+        purge_step: for a resumed run, the time t of its checkpoint (the first step it runs again): events
+            at that step and later, written before the restart, are discarded by TensorBoard (the resumed
+            run writes them again).
 
     Call :meth:`log` with all replicas of the logged steps at once (the mean is taken across the rows of
     a setting at each step), then :meth:`close`.
@@ -75,9 +76,8 @@ class SimScalarLogger:
         self.params: dict[str, dict[str, Any]] = {}  # run name -> its swept values
 
     def _open(self, log_dir: Path) -> SummaryWriter:
-        # TensorBoard drops events at steps >= the writer's purge_step, so keep the checkpoint's own step
-        purge = None if self.purge_step is None else self.purge_step + 1
-        return SummaryWriter(log_dir=str(log_dir), purge_step=purge)
+        # TensorBoard drops the events at steps >= purge_step: the ones the resumed run writes again
+        return SummaryWriter(log_dir=str(log_dir), purge_step=self.purge_step)
 
     def writer(self, params: Mapping[str, Any]) -> SummaryWriter:
         """The writer of one setting's run (created on first use)."""

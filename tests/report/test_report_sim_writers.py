@@ -23,17 +23,18 @@ def load(run_dir: Path) -> EventAccumulator:
 def test_resume_purges_the_steps_after_the_checkpoint(known, tmp_path):
     frame = known.frame
     by_step = {t: rows for t, rows in frame.groupby("step", sort=True)}
-    with SimWriters(tmp_path / "tb", ["k"]) as writers:  # first run: steps 0, 5, 10 (crash after 10)
+    with SimWriters(tmp_path / "tb", ["k"]) as writers:  # first run: logs steps 0, 5, 10, then dies
         for t in (0, 5, 10):
             rows = by_step[t].copy()
             if t == 10:
-                rows["CD"] = -99.0  # what the crashed run logged after its checkpoint at step 5
+                rows["CD"] = -99.0  # logged after its last checkpoint (taken at t = 10, before step 10 ran)
             writers.scalars(rows)
-    with SimWriters(tmp_path / "tb", ["k"], purge_step=5) as writers:  # resumed from the checkpoint at 5
+    # resumed from the checkpoint at t = 10: steps 0..9 were done, step 10 runs (and is logged) again
+    with SimWriters(tmp_path / "tb", ["k"], purge_step=10) as writers:
         for t in (10, 15):
             writers.scalars(by_step[t])
     events = load(tmp_path / "tb" / "k=1").Scalars("sim/CD")
-    assert [e.step for e in events] == list(known.steps)  # step 5 kept, step 10 not duplicated
+    assert [e.step for e in events] == list(known.steps)  # every step once: 10 not duplicated
     expected = [(known.value("CD", t, 0) + known.value("CD", t, 1)) / 2 for t in known.steps]
     assert [e.value for e in events] == pytest.approx(expected)
 
