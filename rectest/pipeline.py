@@ -228,6 +228,8 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
             d = bundle.world.creators.shape[1]
         else:
             d = int(cfg.model.dim)
+            if d < 1:
+                raise ConfigError(f"model.dim={cfg.model.dim}: expected a positive embedding dimension")
     n_creators = cfg.sim.n_creators
     if n_creators is not None and int(n_creators) < 1:
         raise ConfigError(f"sim.n_creators={n_creators}: expected at least 1 (or null for all)")

@@ -26,7 +26,13 @@ def test_models_use_data_types_and_the_sim_scoring_only():
         for name in imported_names(path):
             if name.startswith("rectest."):
                 allowed = name.startswith(
-                    ("rectest.models", "rectest.data", "rectest.sim.scoring", "rectest.errors", "rectest.files")
+                    (
+                        "rectest.models",
+                        "rectest.data",
+                        "rectest.sim.scoring",
+                        "rectest.errors",
+                        "rectest.files",
+                    )
                 )
                 assert allowed, f"{path.name} imports {name}"
 

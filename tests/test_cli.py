@@ -61,6 +61,8 @@ def _one_error_line(done: subprocess.CompletedProcess, needle: str) -> None:
         (["trainer=gpu"], "trainer:"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
         (["sim.seeds=[0,0]"], "repeated"),
+        (["model.dim=0"], "model.dim=0"),
+        (["data.split=u9"], "data.split='u9': synthetic supports random, temporal, global_time"),
     ],
 )
 def test_hydra_and_lightning_errors_are_one_line_and_leave_nothing(tmp_path, overrides, needle):

@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             _info(args.release, args.root)
     except RectestError as err:
-        print(f"error: {err}", file=sys.stderr)
+        print(f"rectest: error: {err}", file=sys.stderr)
         return err.exit_code
     return 0
 

@@ -109,6 +109,7 @@ def extract_archive(archive: Path, target: Path) -> list[Path]:
 def _pooch_fetch(release: Release, root: Path, downloader: Downloader | None) -> Path:
     import pooch  # noqa: PLC0415 - only needed when downloading
 
+    pooch.get_logger().setLevel("WARNING")  # no "Downloading data from ..." line: our errors say it all
     known = f"sha256:{release.sha256}" if release.sha256 else (f"md5:{release.md5}" if release.md5 else None)
     try:
         path = pooch.retrieve(

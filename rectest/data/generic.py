@@ -12,7 +12,7 @@ import pyarrow.csv as pcsv
 import pyarrow.parquet as pq
 
 from rectest.data.indexing import contiguous
-from rectest.data.interactions import Interactions
+from rectest.data.interactions import Interactions, deduplicate
 from rectest.errors import DataError
 
 PARQUET_SUFFIXES = (".parquet", ".pq")
@@ -32,8 +32,23 @@ def _read_table(path: Path, sep: str) -> pd.DataFrame:
     except (pa.ArrowException, ValueError, UnicodeDecodeError, pd.errors.ParserError, OSError) as err:
         msg = str(err).splitlines()[0] if str(err) else type(err).__name__
         if "Empty CSV" in msg or "No columns" in msg:
-            raise DataError(f"{path}: the file is empty; expected a header row and ratings") from None
+            raise DataError(f"{path}: {_empty_or_binary(path)}; expected a header row and ratings") from None
         raise DataError(f"{path}: cannot parse ({msg})") from None
+
+
+def _empty_or_binary(path: Path) -> str:
+    """Why a CSV has no rows: truly empty, or binary (NUL bytes) that the parser reads as nothing."""
+    try:
+        size = path.stat().st_size
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+    except OSError:
+        return "the file is empty"
+    if size == 0 or not head.strip():
+        return "the file is empty"
+    if b"\0" in head:
+        return f"the file is binary ({size:,} bytes starting with NUL bytes), not CSV text"
+    return "the file has no rows"
 
 
 def _numeric(frame: pd.DataFrame, col: str, path: Path) -> np.ndarray:
@@ -111,4 +126,4 @@ def load_interactions(
     timestamp = (
         None if timestamp_col is None else np.asarray(_timestamps(frame, timestamp_col, path), dtype=np.int64)
     )
-    return Interactions(user, item, rating, timestamp, user_ids, item_ids, None, str(path))
+    return deduplicate(Interactions(user, item, rating, timestamp, user_ids, item_ids, None, str(path)))

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 
 import numpy as np
+
+log = logging.getLogger("rectest")
 
 
 @dataclass(frozen=True)
@@ -66,3 +69,34 @@ class Split:
     train: Interactions
     val: Interactions
     test: Interactions
+
+
+def deduplicate(interactions: Interactions) -> Interactions:
+    """One row per (user, item) pair: the latest (by timestamp; among equal or missing timestamps, the
+    last in file order), for explicit and implicit feedback alike (a re-rating replaces the old rating; an
+    implicit protocol needs one positive per pair). Every loader calls it, so a duplicated pair can never
+    sit in both the training and the test split. Dropped rows are reported in a warning.
+
+    Returns:
+        ``interactions`` itself when it has no duplicates, else a log of the kept rows in their order.
+    """
+    n = len(interactions)
+    if n == 0:
+        return interactions
+    pair = interactions.user * max(1, interactions.num_items) + interactions.item  # (N,) one key per pair
+    order = (
+        np.arange(n) if interactions.timestamp is None else np.argsort(interactions.timestamp, kind="stable")
+    )
+    # the last occurrence of each key in `order` is the latest row of its pair
+    reversed_keys = pair[order][::-1]
+    _, first_from_end = np.unique(reversed_keys, return_index=True)
+    if len(first_from_end) == n:
+        return interactions
+    kept = np.sort(order[n - 1 - first_from_end])
+    log.warning(
+        "%s: dropped %d duplicate (user, item) rows of %d; kept the latest rating of each pair",
+        interactions.name,
+        n - len(kept),
+        n,
+    )
+    return interactions.take(kept)

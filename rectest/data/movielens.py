@@ -19,7 +19,7 @@ import numpy as np
 
 from rectest.data.cache import CACHE_FOLDER, cache_path, cached
 from rectest.data.indexing import from_table, lookup
-from rectest.data.interactions import Interactions, Split
+from rectest.data.interactions import Interactions, Split, deduplicate
 from rectest.data.parsers import ITEM, USER, read_ratings, read_titles
 from rectest.data.releases import ML100K_FOLDS, Release, get_release
 from rectest.errors import ConfigError, DataError
@@ -189,7 +189,7 @@ def load_movielens(
     files = find_release(release, root, download)
     titles = _titles(files)  # first: a bad movies file fails before any cache is written
     table = _ratings(files, files.release.ratings_file, cache, cache_dir)
-    return from_table(table, release, titles)
+    return deduplicate(from_table(table, release, titles))
 
 
 def _fold_part(
@@ -201,8 +201,10 @@ def _fold_part(
     if (user < 0).any() or (item < 0).any():
         raise DataError(f"{files.describe(name)}: holds user or item ids that are not in u.data")
     rows = from_table(table, full.name)
-    return Interactions(
-        user, item, rows.rating, rows.timestamp, full.user_ids, full.item_ids, full.item_titles, full.name
+    return deduplicate(
+        Interactions(
+            user, item, rows.rating, rows.timestamp, full.user_ids, full.item_ids, full.item_titles, full.name
+        )
     )
 
 

@@ -8,9 +8,17 @@ from rectest.data.generic import load_interactions
 from rectest.data.interactions import Interactions, Split
 from rectest.data.movielens import load_ml100k_fold, load_movielens
 from rectest.data.releases import ML100K_FOLDS
-from rectest.data.splits import make_split
+from rectest.data.splits import METHODS, make_split
 from rectest.data.synthetic import make_world, sample_log
 from rectest.errors import ConfigError
+
+
+def _check_split(split: str, name: str) -> None:
+    """Refuse a split name the dataset does not have, naming the ones it has (before any loading)."""
+    allowed = (*ML100K_FOLDS, *METHODS) if name == "ml-100k" else METHODS
+    if split not in allowed:
+        fold = " is an ml-100k fold;" if split in ML100K_FOLDS else ":"
+        raise ConfigError(f"data.split={split!r}{fold} {name} supports {', '.join(allowed)}")
 
 
 def _split(
@@ -40,6 +48,7 @@ def synthetic(
     seed: int = 0,
 ) -> DataBundle:
     """A synthetic world (true vectors) and a noisy rating log drawn from it."""
+    _check_split(split, "synthetic")
     world = make_world(n_users, n_creators, d, seed)
     log = sample_log(world, ratings_per_user, noise, seed + 1)
     parts = _split(log, split, val_fraction, test_fraction, None, seed)
@@ -57,6 +66,7 @@ def movielens(
     seed: int = 0,
 ) -> DataBundle:
     """A MovieLens release from ``path`` (the data root); ml-100k also accepts its folds u1..u5, ua, ub."""
+    _check_split(split, release)
     log = load_movielens(release, path, download=download)
     if split in ML100K_FOLDS:
         if release != "ml-100k":
@@ -85,6 +95,7 @@ def interactions_file(
     """Any CSV or parquet log of ratings (``data=csv``)."""
     if path in (None, "", "???"):
         raise ConfigError("data=csv needs data.path=FILE (a CSV or parquet file of ratings)")
+    _check_split(split, "data=csv")
     log = load_interactions(path, user_col, item_col, rating_col, timestamp_col, sep)
     return DataBundle(
         name="csv", interactions=log, split=_split(log, split, val_fraction, test_fraction, leave_last, seed)

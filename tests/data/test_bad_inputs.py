@@ -239,7 +239,7 @@ def test_cli_reports_one_line_and_exit_code_2(case: str, fixture_root: Path) -> 
     assert result.returncode == 2
     assert "Traceback" not in result.stderr
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert len(lines) == 1 and lines[0].startswith("rectest: error: ")
     assert result.stdout == ""
 
 

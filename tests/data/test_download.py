@@ -153,3 +153,15 @@ def test_load_with_download_fetches_verifies_and_reads(ml1m_zip: Path, tmp_path:
     assert calls == []
     log = load_movielens("ml-1m", root, download=True, cache=False)
     assert len(log) == 6 and len(calls) == 1
+
+
+def test_a_network_error_is_one_message_without_pooch_chatter(
+    ml1m_zip: Path, tmp_path: Path, capsys, caplog
+) -> None:
+    def offline(url: str, output_file, pooch) -> None:
+        raise ConnectionError("network unreachable")
+
+    with pytest.raises(DataError, match="download failed .*network unreachable"):
+        fetch(_pinned(ml1m_zip), tmp_path / "data", downloader=offline)
+    captured = capsys.readouterr()
+    assert "Downloading data from" not in captured.err + captured.out + caplog.text
