@@ -140,7 +140,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
             figures=bool(cfg.logger.figures),
             progress=progress_mode(bool(cfg.logger.progress)),
             title=_title(bundle, cfg, keys),
-            setting=bundle.name if bundle.name == "synthetic" or bundle.name.startswith("ml-") else None,
+            setting=_paper_setting(bundle.name, str(sim_cfg.init)),
         )
         geometry = _start_geometry(start, sim_cfg)
         print(geometry_console(geometry))
@@ -178,6 +178,14 @@ def _set_threads(threads, size: int) -> None:
         torch.set_num_threads(int(threads))
     elif size < SMALL_PROBLEM:
         torch.set_num_threads(1)
+
+
+def _paper_setting(data: str, init: str) -> str | None:
+    """Which of the paper's tables is comparable with this run: its i.i.d. synthetic world only when the run
+    starts from it (``sim.init=truth``), its MovieLens table for MovieLens data; None otherwise."""
+    if data == "synthetic":
+        return "synthetic" if init == "truth" else None
+    return data if data.startswith("ml-") else None
 
 
 def _title(bundle, cfg: DictConfig, keys: list[str]) -> str:

@@ -31,7 +31,7 @@ from rectest.report.console import console_summary, timings_line
 from rectest.report.frames import history_frame
 from rectest.report.geometry import GEOMETRY
 from rectest.report.metrics_log import MetricsLog, read_metrics
-from rectest.report.run_reports import MEASURES_FIGURE, write_run_reports
+from rectest.report.run_reports import write_run_reports
 from rectest.report.summary import write_summary
 from rectest.report.values import (
     MEASURES,
@@ -349,7 +349,9 @@ def _finish(
     )
     if writers is not None:
         if settings.figures:
-            writers.figure(folder.figures / MEASURES_FIGURE)
+            for png in sorted(folder.figures.glob("*.png")):  # measures, UD, clusters, polarized
+                writers.figure(png, tag=f"figures/{png.stem}")
+        writers.text("table", folder.table.read_text())  # the final values, as in table.md
         if settings.projector:
             writers.projector(sim.users, sim.creators, sim.t, start)
         writers.hparams(summary)

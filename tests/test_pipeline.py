@@ -206,9 +206,13 @@ def test_every_run_reports_its_starting_geometry_and_final_poles(tmp_path):
         assert set(group["poles"]) == {"creators_plus", "users_plus", "radius", "predicted"}
     table = (folder / "table.md").read_text()
     assert "## Geometry of the starting state" in table and "## Poles of the final state" in table
-    acc = EventAccumulator(str(folder / "tb"))
+    acc = EventAccumulator(str(folder / "tb" / "summary"))
     acc.Reload()
     assert "geometry/TP" in acc.Tags()["scalars"]
+    # every figure reaches the Images tab, the table the Text tab, and nothing sits in a run named '.'
+    assert set(acc.Tags()["images"]) == {f"figures/{p.stem}" for p in (folder / "figures").glob("*.png")}
+    assert len(acc.Tags()["images"]) == 4 and "table/text_summary" in acc.Tags()["tensors"]
+    assert not list((folder / "tb").glob("events.*"))
     assert acc.Scalars("geometry/TP")[0].value == pytest.approx(geo["start"]["TP"], abs=1e-6)
 
 

@@ -11,7 +11,8 @@ from rectest.report.values import PAPER_MEASURES, format_mean_stderr, format_num
 DIGITS = 3
 
 
-def _polarized_cell(group: Mapping[str, Any]) -> str:
+def polarized_cell(group: Mapping[str, Any]) -> str:
+    """``n/seeds`` polarized, with ``@mean first step`` when any did (``-`` without the measure)."""
     pol = group.get("polarized")
     if not pol:
         return "-"
@@ -39,7 +40,7 @@ def console_summary(summary: Mapping[str, Any], sweep_keys: Sequence[str]) -> st
             *(format_value(group["params"].get(k)) for k in sweep_keys),
             str(group["n_seeds"]),
             *(format_mean_stderr(group["final"].get(m), DIGITS) for m in PAPER_MEASURES),
-            _polarized_cell(group),
+            polarized_cell(group),
         ]
         for group in summary["groups"]
     ]

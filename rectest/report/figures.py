@@ -31,6 +31,9 @@ LONG_NAMES = {
 }
 
 
+LINE_STYLES = ("-", "--", "-.", ":")
+
+
 def _colors(n: int) -> list[tuple[float, float, float, float]]:
     from matplotlib import colormaps
 
@@ -41,10 +44,14 @@ def _colors(n: int) -> list[tuple[float, float, float, float]]:
 def _draw(ax: Axes, frame: pd.DataFrame, sweep_keys: Sequence[str], measure: str, band: str) -> None:
     """One line per setting (mean across seeds) and, unless ``band == "none"``, its shaded band."""
     groups = setting_groups(frame, sweep_keys)
-    for (params, rows), color in zip(groups, _colors(len(groups)), strict=True):
+    for i, ((params, rows), color) in enumerate(zip(groups, _colors(len(groups)), strict=True)):
         stats = step_stats(rows, measure)  # (L,) per logged step
         steps = stats.index.to_numpy(dtype=float)
-        ax.plot(steps, stats["mean"].to_numpy(), color=color, lw=1.5, label=setting_label(params))
+        # overlapping lines (e.g. every setting polarized at the same step) stay visible: the first
+        # settings are drawn widest and each has its own dash pattern
+        width = 1.2 + 2.0 * (len(groups) - 1 - i) / max(len(groups) - 1, 1)
+        style = LINE_STYLES[i % len(LINE_STYLES)]
+        ax.plot(steps, stats["mean"].to_numpy(), color=color, lw=width, ls=style, label=setting_label(params))
         if band == "stderr":
             lo, hi = stats["mean"] - stats["stderr"], stats["mean"] + stats["stderr"]
         elif band == "minmax":

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from rectest.files import atomic_write_text
+from rectest.report.console import polarized_cell
 from rectest.report.geometry import GEOMETRY, geometry_lines, poles_lines
 from rectest.report.summary import last_step
 from rectest.report.values import (
@@ -74,8 +75,7 @@ def table_rows(
         cells.append(str(group["n_seeds"]))
         cells += [format_mean_stderr(group["final"].get(m), DIGITS) for m in PAPER_MEASURES]
         if with_polarized:
-            pol = group.get("polarized") or {}
-            cells.append(f"{pol.get('n_polarized', 0)}/{group['n_seeds']}")
+            cells.append(polarized_cell(group))
         if paper:
             ref = match_paper_row(group["params"], paper)
             cells += [_paper_cell(ref, m) for m in PAPER_MEASURES]
@@ -94,13 +94,19 @@ def render_table(
     lines += ["| " + " | ".join(cells) + " |" for cells in (header, align, *rows)]
     note = (
         f"Final values at step {format_value(last_step(summary))}: mean ± standard error over seeds "
-        f"(no ± with one seed). `{POLARIZED_COLUMN}`: seeds whose state became polarized."
+        f"(no ± with one seed). `{POLARIZED_COLUMN}`: seeds whose state became r-polarized, @ the mean "
+        "first polarized step among them."
     )
     lines += ["", note]
     if paper:
+        where = {
+            "synthetic": "the i.i.d. uniform world (d = 10, n = 50, m = 100), the setting of `sim.init=truth`",
+            "movielens": "MovieLens-20M with a 16-dimensional two-tower, 138,493 users and the 2,000 most-rated "
+            "movies; this run's data, model and sizes may differ (docs/fidelity.md explains the gaps)",
+        }.get(str(paper[0].get("setting")), "the authors' setting")
         lines.append(
             "`paper` columns: Lin et al., NeurIPS 2024, final values read from the authors' figures "
-            "(`~` approximate; `-` not reported)."
+            f"(`~` approximate; `-` not reported), in {where}."
         )
     if summary.get(GEOMETRY):
         lines += ["", *geometry_lines(summary[GEOMETRY])]

@@ -33,6 +33,7 @@ FINAL_PREFIX = "final/"
 SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
 NO_SWEEP_RUN = "all"
+SUMMARY_RUN = "summary"  # the run of what belongs to the whole sweep: figures, tables, the starting state
 MAX_PROJECTOR_USERS = 2000
 METADATA_HEADER = ["kind", "index", "id"]
 USER_LABEL = "user"
@@ -129,7 +130,7 @@ class SimWriters(SimScalarLogger):
 
     Per swept setting (run ``tb/<key>=<value>/``): ``sim/<measure>`` scalars (:meth:`scalars`), an
     embedding-projector snapshot of its first replica (:meth:`projector`) and an HParams entry with the
-    final means (:meth:`hparams`). In the root run ``tb/``: figures (:meth:`figure`) and the projector
+    final means (:meth:`hparams`). In the run ``tb/summary/``: figures (:meth:`figure`), tables (:meth:`text`) and the projector
     snapshot of the shared starting state when no setting has been logged yet.
 
     Args:
@@ -144,9 +145,9 @@ class SimWriters(SimScalarLogger):
 
     @property
     def root(self) -> SummaryWriter:
-        """The writer of the root run ``tb/`` (figures, the starting state)."""
+        """The writer of the run ``tb/summary/`` (figures, tables, the starting state)."""
         if self._root is None:
-            self._root = self._open(self.tb_dir)
+            self._root = self._open(self.tb_dir / SUMMARY_RUN)
         return self._root
 
     def scalars(self, frame: pd.DataFrame) -> int:
@@ -154,7 +155,7 @@ class SimWriters(SimScalarLogger):
         return self.log(frame)
 
     def figure(self, figure: Figure | Path | str, tag: str = "figures/measures", step: int = 0) -> None:
-        """Log a figure (object or PNG path) as an image in the root run."""
+        """Log a figure (object or PNG path) as an image in the summary run."""
         log_figure(self.root, tag, figure, step)
 
     def projector(self, users: torch.Tensor, creators: torch.Tensor, step: int, start: Any = None) -> int:
@@ -167,7 +168,7 @@ class SimWriters(SimScalarLogger):
             start: optional object with ``user_ids`` (m,) and ``creator_ids`` (n,) original ids.
 
         One snapshot per setting seen by :meth:`scalars` (its first replica), tag ``state``; before any,
-        one snapshot of replica 0 in the root run, tag ``start``. Returns the number of snapshots.
+        one snapshot of replica 0 in the summary run, tag ``start``. Returns the number of snapshots.
         """
         ids = None
         if start is not None and getattr(start, "user_ids", None) is not None:
@@ -189,8 +190,12 @@ class SimWriters(SimScalarLogger):
             final = {m: group["final"][m]["mean"] for m in PAPER_MEASURES if m in group["final"]}
             log_hparams(writer, hp, final)
 
+    def text(self, tag: str, markdown: str) -> None:
+        """A markdown text (e.g. table.md) in the summary run's Text tab."""
+        self.root.add_text(tag, markdown, 0)
+
     def geometry(self, geometry: Mapping[str, Any]) -> None:
-        """The starting state's geometry in the root run: the table as text (tag ``geometry``) and each
+        """The starting state's geometry in the summary run: the table as text (tag ``geometry``) and each
         measure of the starting state as a scalar ``geometry/<measure>`` at step 0."""
         self.root.add_text(GEOMETRY_TAG, "\n".join(geometry_lines(geometry)), 0)
         for key, value in geometry["start"].items():

@@ -48,7 +48,7 @@ def test_projector_per_setting_after_scalars_and_start_before(known, tmp_path):
         assert writers.projector(users, creators, 0, start) == 1
         writers.scalars(known.frame)
         assert writers.projector(users, creators, 15, start) == 3
-    root_config = (tmp_path / "tb" / "projector_config.pbtxt").read_text()
+    root_config = (tmp_path / "tb" / "summary" / "projector_config.pbtxt").read_text()
     assert 'tensor_name: "start:00000"' in root_config
     for run, replica in (("k=1", 0), ("k=none", 2), ("k=10", 4)):
         config = (tmp_path / "tb" / run / "projector_config.pbtxt").read_text()
@@ -60,7 +60,7 @@ def test_projector_per_setting_after_scalars_and_start_before(known, tmp_path):
         assert meta[1].split("\t") == ["user", "0", "u0"] and meta[-1].split("\t") == ["creator", "3", "103"]
 
 
-def test_hparams_per_setting_and_figure_in_root(known, tmp_path):
+def test_hparams_per_setting_and_figure_in_the_summary_run(known, tmp_path):
     summary = summarize(known.frame, ["k"])
     with SimWriters(tmp_path / "tb", ["k"]) as writers:
         writers.scalars(known.frame)
@@ -73,4 +73,5 @@ def test_hparams_per_setting_and_figure_in_root(known, tmp_path):
         assert acc.PluginTagToContent("hparams")
         final = acc.Scalars("final/TP")
         assert [e.value for e in final] == pytest.approx([group["final"]["TP"]["mean"]])
-    assert load(tmp_path / "tb").Tags()["images"] == ["figures/measures"]
+    assert load(tmp_path / "tb" / "summary").Tags()["images"] == ["figures/measures"]
+    assert not list((tmp_path / "tb").glob("events.*")), "nothing in a run named '.'"

@@ -9,7 +9,7 @@ import pytest
 from rectest.report.console import console_summary
 from rectest.report.paper import paper_reference
 from rectest.report.summary import read_summary, summarize, write_summary
-from rectest.report.tables import write_table
+from rectest.report.tables import render_table, write_table
 from rectest.report.values import format_value
 
 PAPER = ("CD", "RD", "RR", "TP")
@@ -49,7 +49,9 @@ def test_table_agrees_with_summary_json(written):
     assert [r["k"] for r in rows] == [format_value(g["params"]["k"]) for g in summary["groups"]]
     for row, group in zip(rows, summary["groups"], strict=True):
         assert int(row["seeds"]) == group["n_seeds"]
-        assert row["polarized"] == f"{group['polarized']['n_polarized']}/{group['n_seeds']}"
+        first = group["polarized"]["first_step"]["mean"]
+        expected = f"{group['polarized']['n_polarized']}/{group['n_seeds']}"
+        assert row["polarized"] == (expected if first is None else f"{expected} @{first:.0f}")
         for m in PAPER:
             mean, err = parse_mean_stderr(row[m])
             assert mean == pytest.approx(group["final"][m]["mean"], abs=5e-4 + 1e-9)  # 3 decimals, rounded
@@ -122,3 +124,26 @@ def test_table_and_console_accept_a_plain_step_count(known, tmp_path):
     summary["steps"] = 1000  # a caller may overwrite the steps record with the horizon
     assert "Final values at step 1000" in write_table(summary, tmp_path / "t.md", "t").read_text()
     assert console_summary(summary, ["k"]).startswith("final measures at step 1000")
+
+
+def test_table_shows_the_first_polarized_step_like_the_console():
+    group = {
+        "params": {"k": 50},
+        "n_seeds": 4,
+        "final": {m: {"mean": 0.5, "stderr": 0.01} for m in ("CD", "RD", "RR", "TP")},
+        "polarized": {"n_polarized": 3, "fraction": 0.75, "first_step": {"mean": 121.0, "stderr": 2.0}},
+    }
+    summary = {"sweep_keys": ["k"], "groups": [group], "steps": {"last": 999}}
+    text = render_table(summary, "t")
+    assert "| 3/4 @121 |" in text
+
+
+def test_paper_columns_only_beside_a_comparable_run(tmp_path):
+    from rectest.pipeline import run
+    from tests.conftest import compose_config
+
+    base = ["+experiment=topk", "sim.steps=3", "sim.seeds=[0]", "logger=none", "trainer.max_epochs=1"]
+    learned = (run(compose_config(base), tmp_path / "a") / "table.md").read_text()
+    assert "paper CD" not in learned  # started from learned embeddings: Table 1 is not its setting
+    truth = (run(compose_config([*base, "sim.init=truth"]), tmp_path / "b") / "table.md").read_text()
+    assert "paper CD" in truth and "i.i.d. uniform world" in truth
