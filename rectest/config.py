@@ -1,7 +1,7 @@
 """Dataclass schemas for the plain (non-``_target_``) config nodes.
 
 Each YAML option of the ``policy``, ``dynamics``, ``sim`` and ``logger`` groups starts from one of these
-schemas (``defaults: [base_<group>, _self_]``), so a misspelt key is an error when the config is composed,
+schemas (``defaults: [/schema_<group>@_here_, _self_]``), so a misspelt key is an error when the config is composed,
 before any work starts. Swept parameters are typed ``Any`` because they accept a scalar or a list.
 """
 
@@ -75,13 +75,21 @@ class LoggerConfig:
     progress: bool = True  # live bars on a terminal, a plain line now and then otherwise; false = silent
 
 
+SCHEMAS: dict[str, type] = {
+    "policy": PolicyConfig,
+    "dynamics": DynamicsConfig,
+    "sim": SimConfig,
+    "logger": LoggerConfig,
+}
+"""The plain config groups and their schemas."""
+
+
 def register_configs() -> None:
     """Register the schemas with Hydra's ConfigStore (idempotent)."""
     cs = ConfigStore.instance()
-    cs.store(group="policy", name="base_policy", node=PolicyConfig)
-    cs.store(group="dynamics", name="base_dynamics", node=DynamicsConfig)
-    cs.store(group="sim", name="base_sim", node=SimConfig)
-    cs.store(group="logger", name="base_logger", node=LoggerConfig)
+    # stored outside the groups (``schema_<group>``), so ``--help`` lists only real options under each group
+    for group, schema in SCHEMAS.items():
+        cs.store(name=f"schema_{group}", node=schema)
 
 
 register_configs()

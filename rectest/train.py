@@ -10,6 +10,7 @@ NaN/Inf guard exits 3. A run that failed before its first checkpoint leaves no f
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
 import sys
@@ -115,6 +116,10 @@ def check_overrides(argv: list[str]) -> None:
             f"unknown top-level key(s) {unknown}: the config has {', '.join(TOP_LEVEL_KEYS)}; "
             "a group's values are set as group.key=value (e.g. policy.k=3)"
         )
+    for group, schema in _config.SCHEMAS.items():
+        extra = sorted(set(cfg[group]) - {f.name for f in dataclasses.fields(schema)})
+        if extra:
+            raise ConfigError(f"unknown key(s) {[f'{group}.{k}' for k in extra]}: {group} has no such setting")
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")

@@ -58,6 +58,7 @@ def _one_error_line(done: subprocess.CompletedProcess, needle: str) -> None:
         (["+experiment=nope"], "experiment/nope"),
         (["polcy.k=3"], "polcy"),
         (["+polcy.k=3"], "unknown top-level key(s) ['polcy']"),
+        (["+sim.stepz=3"], "unknown key(s) ['sim.stepz']"),
         (["trainer=gpu"], "trainer:"),
         (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
         (["sim.seeds=[0,0]"], "repeated"),
@@ -105,3 +106,12 @@ def test_refused_default_run_leaves_no_dated_folder(tmp_path):
     )
     assert done.returncode == 2, done.stderr[-1500:]
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
+
+
+def test_help_lists_real_options_only():
+    done = subprocess.run(
+        [sys.executable, "-m", "rectest.train", "--help"], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
+    assert done.returncode == 0
+    groups = done.stdout.split("== Config ==")[0]
+    assert "policy: softmax, threshold, topk" in groups and "base_" not in groups and "schema" not in groups
