@@ -110,7 +110,11 @@ def test_refused_default_run_leaves_no_dated_folder(tmp_path):
 
 def test_help_lists_real_options_only():
     done = subprocess.run(
-        [sys.executable, "-m", "rectest.train", "--help"], cwd=REPO, capture_output=True, text=True, timeout=300
+        [sys.executable, "-m", "rectest.train", "--help"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert done.returncode == 0
     groups = done.stdout.split("== Config ==")[0]

@@ -25,7 +25,9 @@ def test_report_imports_no_sim_hydra_lightning_or_pyplot():
                 f"{path.name} uses pyplot (global state); draw on Figure instead"
             )
             if name.startswith("rectest."):
-                assert name.startswith(("rectest.report", "rectest.errors", "rectest.files")), f"{path.name} imports {name}"
+                assert name.startswith(("rectest.report", "rectest.errors", "rectest.files")), (
+                    f"{path.name} imports {name}"
+                )
 
 
 def test_package_import_does_not_load_matplotlib_or_tensorboard():
