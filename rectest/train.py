@@ -119,7 +119,9 @@ def check_overrides(argv: list[str]) -> None:
     for group, schema in _config.SCHEMAS.items():
         extra = sorted(set(cfg[group]) - {f.name for f in dataclasses.fields(schema)})
         if extra:
-            raise ConfigError(f"unknown key(s) {[f'{group}.{k}' for k in extra]}: {group} has no such setting")
+            raise ConfigError(
+                f"unknown key(s) {[f'{group}.{k}' for k in extra]}: {group} has no such setting"
+            )
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")

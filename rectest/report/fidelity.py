@@ -61,7 +61,7 @@ def run_table(run_dir: Path) -> str:
     frame = read_metrics(run_dir / "metrics.csv", ["k"])
     geo, n = summary["geometry"], summary["geometry"]["n"]
     lines = [
-        f"### {run_dir.name}: m = {geo['m']}, n = {n}, d = {geo['d']}, transform `{geo['transform']}`",
+        f"### {run_dir.name}: m = {geo['m']}, n = {n}, d = {geo['d']}, transform `{geo['transform'] or 'none'}`",
         "",
         "| k | CD | TP | paper CD / TP | creators / users on the majority side | radius | "
         "closed-form CD / RR / RD | measured RR / RD | TP change, last 100 steps |",

@@ -80,7 +80,7 @@ def geometry_lines(geometry: Mapping[str, Any]) -> list[str]:
     g = geometry
     lines = [
         f"## Geometry of the starting state (m = {g['m']}, n = {g['n']}, d = {g['d']}, "
-        f"transform `{g['transform']}`, creators `{g['creators']}`)",
+        f"transform `{g['transform'] or 'none'}`, creators `{g['creators']}`)",
         "",
         "| measure | this run | i.i.d. uniform |",
         "|---|---:|---:|",
