@@ -39,6 +39,11 @@ CONF = Path(__file__).resolve().parents[2] / "conf"
 
 def train_config(option: str, split: Split, run_dir: Path) -> dict[str, float]:
     """Fit the shipped ``conf/model/<option>.yaml`` on a split (CPU trainer, seed 0); return test metrics."""
+    return train_net(option, split, run_dir)[0]
+
+
+def train_net(option: str, split: Split, run_dir: Path):
+    """:func:`train_config`, returning ``(test metrics, the trained net)``."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         cfg = compose(config_name="config", overrides=[f"model={option}", "trainer=cpu"])
     logging.getLogger("pytorch_lightning").setLevel(logging.ERROR)
@@ -55,7 +60,7 @@ def train_config(option: str, split: Split, run_dir: Path) -> dict[str, float]:
         model.exclude_positives,
     )
     make_trainer = functools.partial(instantiate(cfg.trainer), enable_progress_bar=False)
-    return fit(task, dm, make_trainer, run_dir, patience=int(cfg.model.patience))
+    return fit(task, dm, make_trainer, run_dir, patience=int(cfg.model.patience)), net
 
 
 @pytest.mark.parametrize(("option", "bar"), [("mf", RMSE_BAR), ("mf_fast", SURPRISE_SVD_RMSE)])
@@ -79,3 +84,19 @@ def test_implicit_recall_at_10(shared_movielens: Path, tmp_path: Path, option: s
     print(f"ml-100k {option}:", metrics)
     assert metrics["test/recall@10"] >= RECALL_BAR
     assert 0 < metrics["test/ndcg@10"] <= 1
+
+
+def test_uniform_two_tower_is_accurate_and_near_isotropic(shared_movielens: Path, tmp_path: Path) -> None:
+    """model=two_tower_uniform: the README protocol's accuracy bar with the paper's starting geometry."""
+    import torch
+
+    from rectest.sim.geometry import start_geometry
+
+    full = load_movielens("ml-100k", shared_movielens, cache=False)
+    split = make_split(full, "random", val_fraction=0.1, test_fraction=0.1, seed=0)
+    metrics, net = train_net("two_tower_uniform", split, tmp_path)
+    with torch.no_grad():
+        geometry = start_geometry(net.user_vectors(), net.item_vectors())
+    print("ml-100k two_tower_uniform:", metrics, geometry)
+    assert metrics["test/recall@10"] >= 0.24
+    assert geometry["TP"] <= 0.25
