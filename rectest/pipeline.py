@@ -109,9 +109,7 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
         sim_cfg.threads, len(replicas) * n * (bundle.interactions.num_users if bundle.interactions else 1)
     )
     todo = (
-        None
-        if bundle.embeddings is not None
-        else training.plan(cfg, bundle, progress_mode(bool(cfg.logger.progress)))
+        training.plan(cfg, bundle, progress_mode(bool(cfg.logger.progress))) if _trains(cfg, bundle) else None
     )
     folder = RunFolder(Path(run_dir) if run_dir is not None else _hydra_run_dir())
     resume = folder.claim(cfg)  # 1.
@@ -234,6 +232,8 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
                     f"sim.init=truth needs data=synthetic; data={bundle.name} has no true vectors"
                 )
             d = bundle.world.creators.shape[1]
+        elif _earlier_run(str(cfg.sim.init)) is not None:
+            d = training.exported_dim(_earlier_run(str(cfg.sim.init)))
         else:
             d = int(cfg.model.dim)
             if d < 1:
@@ -251,6 +251,23 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
     return (n_all if n_creators is None else min(int(n_creators), n_all)), d
 
 
+RUN_PREFIX = "run:"
+
+
+def _earlier_run(init: str) -> Path | None:
+    """The folder of ``sim.init=run:PATH`` (None for the other choices)."""
+    return Path(init[len(RUN_PREFIX) :]) if init.startswith(RUN_PREFIX) else None
+
+
+def _trains(cfg: DictConfig, bundle) -> bool:
+    """Whether this run trains a recommender: not for bring-your-own embeddings, not when it starts from
+    an earlier run's export (``sim.init=run:PATH``), not for ``sim.init=truth`` with the oracle (nothing
+    would use the model)."""
+    if bundle.embeddings is not None or _earlier_run(str(cfg.sim.init)) is not None:
+        return False
+    return not (cfg.sim.init == "truth" and cfg.sim.recommender == "oracle")
+
+
 def _prepare_start(cfg: DictConfig, bundle, todo, folder: RunFolder, resume: bool) -> Start:
     """Train (or reload) the recommender and pick the simulated users and creators."""
     if bundle.embeddings is not None:
@@ -263,7 +280,12 @@ def _prepare_start(cfg: DictConfig, bundle, todo, folder: RunFolder, resume: boo
         return Start(users, creators, None, None, np.arange(m), creator_idx)
 
     inter = bundle.interactions
-    if resume and training.has_export(folder.root):
+    earlier = _earlier_run(str(cfg.sim.init))
+    if earlier is not None:  # simulate only, from an earlier run's exported embeddings
+        user_vecs, item_vecs, metrics = training.load_export_for(earlier, inter)
+    elif todo is None:  # sim.init=truth with the oracle: the world's vectors, no model to train
+        user_vecs, item_vecs, metrics = bundle.world.users, bundle.world.creators, {}
+    elif resume and training.has_export(folder.root):
         user_vecs, item_vecs, metrics = training.load_export(folder.root)
     else:
         user_vecs, item_vecs, metrics = training.train_and_export(todo, bundle, folder.root)

@@ -44,6 +44,39 @@ def load_export(run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
     return emb.user_vectors.numpy(), emb.item_vectors.numpy(), metrics
 
 
+def exported_dim(run_dir: Path) -> int:
+    """The dimension of the embeddings an earlier run exported (``sim.init=run:PATH``).
+
+    Raises:
+        ConfigError: the folder has no exported embeddings.
+    """
+    if not has_export(run_dir):
+        raise ConfigError(
+            f"sim.init=run:{run_dir}: no exported embeddings there (expected {Path(run_dir) / EMBEDDINGS_FOLDER / USERS_FILE}); "
+            "point it at the folder of a run that trained a model"
+        )
+    return int(load_exported(run_dir).user_vectors.shape[1])
+
+
+def load_export_for(run_dir: Path, interactions) -> tuple[np.ndarray, np.ndarray, dict]:
+    """An earlier run's exported vectors, checked against this run's data (same user and item ids).
+
+    Raises:
+        ConfigError: the export was made from other data.
+    """
+    emb = load_exported(run_dir)
+    same = np.array_equal(emb.user_ids, interactions.user_ids) and np.array_equal(
+        emb.item_ids, interactions.item_ids
+    )
+    if not same:
+        raise ConfigError(
+            f"sim.init=run:{run_dir}: its embeddings cover {len(emb.user_ids)} users and {len(emb.item_ids)} "
+            f"items, not this run's data ({interactions.num_users} users, {interactions.num_items} items of "
+            f"{interactions.name}); use the same data option as that run"
+        )
+    return load_export(run_dir)
+
+
 @dataclass
 class Plan:
     """A built but untrained recommender: the task (with its net), its data and the Trainer factory."""

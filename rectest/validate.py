@@ -74,7 +74,7 @@ def validate_choices(
         ("sim.transform", transform, TRANSFORMS),
         ("dynamics.f", f, IMPACT_FUNCTIONS),
         ("dynamics.g", g, IMPACT_FUNCTIONS),
-        ("sim.init", init, ("embeddings", "truth")),
+        ("sim.init", "run:" if init.startswith("run:") else init, ("embeddings", "truth", "run:")),
         ("sim.recommender", recommender, ("oracle", "learned")),
         ("sim.device", device, ("auto", "cpu", "cuda")),
         ("sim.dtype", dtype, ("float32", "float64")),

@@ -232,3 +232,19 @@ def test_creator_choices(tmp_path):
     assert creators_of("sim.creators=all", "sim.n_creators=10") == 50  # all ignores the count
     assert creators_of("sim.creators=random", "sim.n_creators=10") == 10
     assert creators_of("sim.creators=most_rated", "sim.n_creators=12") == 12
+
+
+def test_simulate_only_from_an_earlier_run_and_truth_without_training(tmp_path):
+    first = run(compose_config(tiny("topk", "logger=none")), tmp_path / "first")
+    again = run(compose_config(tiny("topk", "logger=none", f"sim.init=run:{first}")), tmp_path / "again")
+    assert not (again / "checkpoints").exists() and not (again / "embeddings").exists()  # nothing trained
+    a = pd.read_csv(first / "metrics.csv")
+    b = pd.read_csv(again / "metrics.csv")
+    pd.testing.assert_frame_equal(a, b)  # the same start, the same trajectories
+    truth = run(compose_config(tiny("topk", "logger=none", "sim.init=truth")), tmp_path / "truth")
+    assert not (truth / "checkpoints").exists() and not (truth / "embeddings").exists()
+    with pytest.raises(ConfigError, match="no exported embeddings"):
+        run(compose_config(tiny("topk", "logger=none", f"sim.init=run:{tmp_path}")), tmp_path / "bad")
+    other_data = tiny("topk", "logger=none", f"sim.init=run:{first}", "data.n_users=80")
+    with pytest.raises(ConfigError, match="not this run's data"):
+        run(compose_config(other_data), tmp_path / "bad2")
