@@ -29,6 +29,7 @@ from rectest import simulate, training
 from rectest.config import build
 from rectest.errors import ConfigError, DataError
 from rectest.report.geometry import geometry_console
+from rectest.report.summary import write_summary
 from rectest.rundir import RunFolder
 from rectest.sim.geometry import iid_reference, start_geometry, top_overlap, transform_start
 from rectest.sweep import Replica, expand, sweep_keys, swept_values
@@ -147,7 +148,11 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
             "training": start.train_metrics,
             "geometry": geometry,
         }
-        simulate.simulate(start, replicas, keys, settings, folder, resume, extra, timings)  # 6. + 7.
+        if settings.steps == 0:  # train and export only: the recommender, its geometry, no simulation
+            write_summary({**extra, "timings": timings, "horizon": 0}, folder.summary)
+            print(f"run folder: {folder.root} (sim.steps=0: trained and exported, nothing simulated)")
+        else:
+            simulate.simulate(start, replicas, keys, settings, folder, resume, extra, timings)  # 6. + 7.
     finally:
         folder.release()
     return folder.root
@@ -243,10 +248,11 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
         raise ConfigError(f"sim.n_creators={n_creators}: expected at least 1 (or null for all)")
     if cfg.sim.n_users is not None and int(cfg.sim.n_users) < 1:
         raise ConfigError(f"sim.n_users={cfg.sim.n_users}: expected at least 1 (or null for all)")
-    if int(cfg.sim.steps) < 1 or int(cfg.sim.log_every) < 1 or int(cfg.sim.checkpoint_every) < 0:
+    if int(cfg.sim.steps) < 0 or int(cfg.sim.log_every) < 1 or int(cfg.sim.checkpoint_every) < 0:
         raise ConfigError(
             f"sim.steps={cfg.sim.steps}, sim.log_every={cfg.sim.log_every}, "
-            f"sim.checkpoint_every={cfg.sim.checkpoint_every}: expected steps >= 1, log_every >= 1, checkpoint_every >= 0"
+            f"sim.checkpoint_every={cfg.sim.checkpoint_every}: expected steps >= 0 (0: train and export "
+            "only), log_every >= 1, checkpoint_every >= 0"
         )
     return (n_all if n_creators is None else min(int(n_creators), n_all)), d
 
