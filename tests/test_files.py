@@ -34,3 +34,17 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
         atomic_write(path, boom)
     assert path.read_text() == "old"
     assert [p.name for p in tmp_path.iterdir()] == ["table.md"]
+
+
+def test_run_folder_results_get_the_umask_permissions(tmp_path):
+    from rectest.pipeline import run
+    from tests.conftest import compose_config
+
+    old = os.umask(0o022)
+    try:
+        cfg = ["+experiment=topk", "sim.steps=3", "sim.seeds=[0]", "logger=none", "trainer.max_epochs=1"]
+        folder = run(compose_config(cfg), tmp_path / "run")
+    finally:
+        os.umask(old)
+    for name in ("summary.json", "table.md", "metrics.csv", "config.yaml", "embeddings/users.npz"):
+        assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
