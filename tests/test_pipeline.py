@@ -239,8 +239,12 @@ def test_simulate_only_from_an_earlier_run_and_truth_without_training(tmp_path):
     summary = json.loads((trained / "summary.json").read_text())
     assert summary["training"] and summary["geometry"]["n"] == 50 and not (trained / "metrics.csv").exists()
     first = run(compose_config(tiny("topk", "logger=none")), tmp_path / "first")
-    from_trained = run(compose_config(tiny("topk", "logger=none", f"sim.init=run:{trained}")), tmp_path / "ft")
-    pd.testing.assert_frame_equal(pd.read_csv(first / "metrics.csv"), pd.read_csv(from_trained / "metrics.csv"))
+    from_trained = run(
+        compose_config(tiny("topk", "logger=none", f"sim.init=run:{trained}")), tmp_path / "ft"
+    )
+    pd.testing.assert_frame_equal(
+        pd.read_csv(first / "metrics.csv"), pd.read_csv(from_trained / "metrics.csv")
+    )
     again = run(compose_config(tiny("topk", "logger=none", f"sim.init=run:{first}")), tmp_path / "again")
     assert not (again / "checkpoints").exists() and not (again / "embeddings").exists()  # nothing trained
     a = pd.read_csv(first / "metrics.csv")

@@ -5,7 +5,7 @@ Layout chosen for simulation scalars: **one run (sub-folder) per swept setting, 
 sweep), each holding the tags ``sim/CD``, ``sim/RD``, ``sim/RR``, ``sim/TP``, ``sim/UD``,
 ``sim/clusters``, ``sim/polarized``: the mean across seeds at each logged step. TensorBoard then overlays
 the settings in one chart per measure, like the paper's figures. Per-run hyper-parameters go to the
-HParams plugin with :func:`log_hparams`, final metrics under ``final/<measure>``.
+HParams plugin with :func:`log_hparams`, whose metrics are the ``sim/`` series (their last value).
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_valu
 
 TB_DIR = "tb"
 SIM_PREFIX = "sim/"
-FINAL_PREFIX = "final/"
 SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
 NO_SWEEP_RUN = "all"
@@ -183,12 +182,12 @@ class SimWriters(SimScalarLogger):
         return len(self.first_replica)
 
     def hparams(self, summary: Mapping[str, Any]) -> None:
-        """One HParams entry per setting: its swept values, seed count and final mean of each measure."""
+        """One HParams entry per setting: its swept values and seed count; its metrics are the settings'
+        ``sim/<measure>`` series, whose last value (the final mean over seeds) the plugin shows."""
         for group in summary["groups"]:
             writer = self.writer(group["params"])
             hp = {**group["params"], "n_seeds": group["n_seeds"]}
-            final = {m: group["final"][m]["mean"] for m in PAPER_MEASURES if m in group["final"]}
-            log_hparams(writer, hp, final)
+            log_hparams(writer, hp, [sim_tag(m) for m in PAPER_MEASURES if m in group["final"]])
 
     def text(self, tag: str, markdown: str) -> None:
         """A markdown text (e.g. table.md) in the summary run's Text tab."""
@@ -234,24 +233,25 @@ def flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
     return flat
 
 
-def log_hparams(
-    writer: SummaryWriter, hparams: Mapping[str, Any], final_metrics: Mapping[str, float]
-) -> None:
-    """Record hyper-parameters and final metrics for TensorBoard's HParams plugin, in ``writer``'s run.
+def log_hparams(writer: SummaryWriter, hparams: Mapping[str, Any], metric_tags: Sequence[str]) -> None:
+    """Record hyper-parameters for TensorBoard's HParams plugin, in ``writer``'s run.
+
+    The plugin shows, per run, the last value of each metric's scalar series: with ``metric_tags`` the
+    ``sim/<measure>`` tags, that is the final value (mean over seeds) of each measure, with no extra
+    one-point scalar series.
 
     Args:
         writer: the run's writer (the summary goes into its own folder, not a time-stamped sub-run).
         hparams: possibly nested; flattened with dots; None, lists and other objects are logged as text.
-        final_metrics: ``{measure: value}``; each is also written as the scalar ``final/<measure>`` (step 0).
+        metric_tags: scalar tags of the run to show as the HParams table's metrics.
     """
     flat = {k: _hparam_value(v) for k, v in flatten(hparams).items()}
-    metrics = {FINAL_PREFIX + k: float(v) for k, v in final_metrics.items() if normalize_value(v) is not None}
-    exp, ssi, sei = hparams_summary(flat, metrics)
+    exp, ssi, sei = hparams_summary(
+        flat, {tag: 0.0 for tag in metric_tags}
+    )  # values are read from the scalars
     file_writer = writer._get_file_writer()
     for summary in (exp, ssi, sei):
         file_writer.add_summary(summary)
-    for tag, value in metrics.items():
-        writer.add_scalar(tag, value, global_step=0)
     writer.flush()
 
 
@@ -319,7 +319,6 @@ def log_figure(writer: SummaryWriter, tag: str, figure: Figure | Path | str, ste
 
 
 __all__ = [
-    "FINAL_PREFIX",
     "SIM_PREFIX",
     "SIM_TAGS",
     "TB_DIR",

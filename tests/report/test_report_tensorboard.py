@@ -63,18 +63,18 @@ def test_run_names():
     assert "/" not in run_name({"data.path": "a/b c"})
 
 
-def test_hparams_and_final_metrics_land_in_the_writers_run(tmp_path):
+def test_hparams_land_in_the_writers_run_without_one_point_series(tmp_path):
     with SummaryWriter(log_dir=str(tmp_path / "run")) as writer:
-        log_hparams(
-            writer, {"policy": {"k": None, "beta": 1.0}, "sim": {"seeds": [0, 1]}}, {"CD": 1.25, "TP": 0.5}
-        )
+        for step, value in ((0, 1.4), (10, 1.25)):
+            writer.add_scalar("sim/CD", value, step)
+        log_hparams(writer, {"policy": {"k": None, "beta": 1.0}, "sim": {"seeds": [0, 1]}}, ["sim/CD"])
     assert [p.name for p in (tmp_path / "run").iterdir() if p.is_dir()] == []  # no time-stamped sub-run
     acc = load(tmp_path / "run")
-    assert [e.value for e in acc.Scalars("final/CD")] == [1.25]
+    assert acc.Tags()["scalars"] == ["sim/CD"]  # no final/* one-point series
     content = acc.PluginTagToContent("hparams")
     assert content, "no hparams summary written"
     blob = b"".join(content.values())
-    for name in (b"policy.k", b"policy.beta", b"sim.seeds", b"final/CD"):
+    for name in (b"policy.k", b"policy.beta", b"sim.seeds", b"sim/CD"):
         assert name in blob
 
 
