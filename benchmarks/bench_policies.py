@@ -1,0 +1,100 @@
+"""Every policy's engine step against the machine's floor for the same shape, side by side in one process.
+
+For each shape (the ml-100k shape: 943 users x 1,682 creators, d = 16, 48 replicas; the MovieLens-20M shape:
+138,493 x 2,000, d = 16, one replica) and each policy (softmax, top-k at k = 1, 10, 100, 1000, threshold,
+uniform traffic, the diversity-aware objective rho, MMR), it times an unlogged and a logged engine step, and
+the floor: the score matmul plus one exp pass over the same scores, in the engine's chunking (what any
+sampler of a softmax-family policy must at least do). Ratios are printed so a busy machine still reads true.
+
+Other jobs may share the cores: read the ratios. Usage:
+    python benchmarks/bench_policies.py [--shape ml100k|ml20m|both] [--repeats 3] [--threads 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
+from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
+
+SHAPES = {"ml100k": (943, 1682, 16, 48), "ml20m": (138_493, 2000, 16, 1)}
+POLICIES = {
+    "softmax": {},
+    "top-1": {"k": 1},
+    "top-10": {"k": 10},
+    "top-100": {"k": 100},
+    "top-1000": {"k": 1000},
+    "threshold 0.5": {"tau": 0.5},
+    "uniform traffic 0.1": {"eps": 0.1},
+    "rho 0.5": {"rho": 0.5},
+    "MMR 0.5 (k = 10)": {"k": 10, "mmr_lambda": 0.5},
+}
+
+
+def best(fn, repeats: int) -> float:
+    """Fastest of ``repeats`` timed calls after one warm-up."""
+    fn()
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return min(times)
+
+
+def floor(users: torch.Tensor, creators: torch.Tensor, replicas: int) -> float:
+    """One pass of the score matmul and one exp over every score, in the engine's CPU chunking."""
+    m, n = users.shape[1], creators.shape[1]
+    rows = max(1, CPU_MAX_CHUNK_ELEMENTS // (replicas * n))
+    creators_t = creators.transpose(1, 2)
+    for a in range(0, m, rows):
+        (users[:, a : a + rows] @ creators_t).exp_()
+    return 0.0
+
+
+def table(shape: str, repeats: int) -> None:
+    m, n, d, replicas = SHAPES[shape]
+    g = torch.Generator().manual_seed(0)
+    state = State(random_sphere(1, m, d, g), random_sphere(1, n, d, g))
+    users = state.users.expand(replicas, -1, -1).contiguous()
+    creators = state.creators.expand(replicas, -1, -1).contiguous()
+    t_floor = best(lambda: floor(users, creators, replicas), repeats)
+    print(f"\n## {shape} shape: m = {m:,}, n = {n:,}, d = {d}, {replicas} replica(s)\n")
+    print(f"floor (score matmul + one exp over the same scores): {t_floor * 1e3:.1f} ms\n")
+    print("| policy | unlogged step | / floor | logged step | logged / unlogged |")
+    print("|---|---:|---:|---:|---:|")
+    for name, params in POLICIES.items():
+        policy = Policy(beta=1.0, **params)
+        sim = Simulation(
+            state, policy, Dynamics(eta_u=0.1, eta_c=0.1), seeds=list(range(replicas)), log_every=10**9
+        )
+        t_step = best(lambda sim=sim: sim.step(), repeats)
+        t_log = best(lambda sim=sim: sim.step(log=True), max(1, repeats - 1))
+        print(
+            f"| {name} | {t_step * 1e3:.1f} ms | {t_step / t_floor:.2f} | {t_log * 1e3:.1f} ms | "
+            f"{t_log / t_step:.2f} |",
+            flush=True,
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", choices=[*SHAPES, "both"], default="ml100k")
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=1)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    for shape in SHAPES if args.shape == "both" else [args.shape]:
+        table(shape, args.repeats)
+
+
+if __name__ == "__main__":
+    main()
