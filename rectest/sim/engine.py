@@ -214,6 +214,7 @@ class Simulation:
                 if fast is not None:
                     chosen[:, a:b] = fast
                     continue
+
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
             chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
@@ -226,9 +227,8 @@ class Simulation:
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""
         n, sample = self.creators.shape[1], self.users[:, :: self.ud_stride]
-        cd, tp = M.pairwise_diversity_and_polarization(self.creators, self._chunk(n))
+        cd, tp, clusters = M.creator_pair_measures(self.creators, self._chunk(n))  # one pass over pairs
         ud = M.user_diversity(sample, self._chunk(sample.shape[1]))
-        clusters = M.count_clusters(self.creators, chunk=self._chunk(n))
         values = {
             M.CD: cd,
             M.RD: rd,

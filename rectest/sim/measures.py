@@ -38,18 +38,76 @@ def pairwise_diversity_and_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -
         ``||v_i - v_k|| = sqrt(max(2 - 2 <v_i, v_k>, 0))``; ``tp``: ``(R,)``
         ``1/n^2 sum_{i, k} |<v_i, v_k>|`` (diagonal included).
     """
+    cd, tp, _ = _pair_pass(v, chunk, None)
+    return cd, tp
+
+
+def creator_pair_measures(
+    v: Tensor, chunk: int = DEFAULT_CHUNK, cosine: float = CLUSTER_COSINE
+) -> tuple[Tensor, Tensor, Tensor]:
+    """CD, TP and the number of clusters from one pass over all pairs (the logged step's creator measures).
+
+    The cluster graph's edges (pairs with cosine ``>= cosine``) are collected in the same pass as CD and TP
+    while they are few (at most ``EDGE_BUDGET_PER_VECTOR`` per vector on average), and their connected
+    components found by label propagation over the edge list; a state with more edges (collapsed into few
+    clusters) falls back to :func:`count_clusters`. Same values as the three separate functions.
+
+    Returns:
+        ``cd``, ``tp``: ``(R,)`` as :func:`pairwise_diversity_and_polarization`; ``clusters``: ``(R,)`` int64
+        as :func:`count_clusters`.
+    """
+    cd, tp, edges = _pair_pass(v, chunk, cosine)
+    if edges is None:
+        return cd, tp, count_clusters(v, cosine, chunk)
+    return cd, tp, _components(edges, *v.shape[:2])
+
+
+EDGE_BUDGET_PER_VECTOR = 8
+
+
+def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Tensor, Tensor | None]:
+    """CD and TP sums over all pairs; with ``cosine``, also the ``(E, 2)`` global (replica * n + index)
+    endpoints of the pairs ``i < k`` with cosine ``>= cosine`` (None once they exceed the budget)."""
     R, n, _ = v.shape
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
+    edges: list[Tensor] | None = [] if cosine is not None else None
+    found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
     for a, b in _row_chunks(n, chunk):
         gram = v[:, a:b] @ v.transpose(1, 2)  # (R, c, n)
         abs_sum += gram.abs().sum((1, 2))
+        if edges is not None:
+            r, i, k = (gram >= cosine).nonzero(as_tuple=True)  # (E',) each
+            upper = k > i + a  # each pair once, no self-loops
+            found += int(upper.sum())
+            if found > budget:
+                edges = None  # dense: collapsed into few clusters
+            else:
+                edges.append(torch.stack([r * n + i + a, r * n + k], 1)[upper])
         dist = (2 - 2 * gram).clamp_min_(0).sqrt_()  # (R, c, n)
         rows = torch.arange(b - a, device=v.device)
         dist[:, rows, rows + a] = 0  # the diagonal is excluded, not rounded
         dist_sum += dist.sum((1, 2))
     cd = dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
-    return cd, abs_sum / (n * n)
+    pairs = None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
+    return cd, abs_sum / (n * n), pairs
+
+
+def _components(edges: Tensor, replicas: int, n: int) -> Tensor:
+    """``(R,)`` connected components of ``R`` graphs on ``n`` nodes given as global ``(E, 2)`` edges:
+    min-label propagation along the edges with pointer jumping."""
+    labels = torch.arange(replicas * n, device=edges.device)
+    u, w = edges[:, 0].to(labels.device), edges[:, 1].to(labels.device)
+    while True:
+        new = labels.clone()
+        new.scatter_reduce_(0, u, labels[w], reduce="amin")
+        new.scatter_reduce_(0, w, labels[u], reduce="amin")
+        new = new[new]  # pointer jumping
+        if torch.equal(new, labels):
+            break
+        labels = new
+    roots = labels == torch.arange(replicas * n, device=labels.device)
+    return roots.view(replicas, n).sum(-1)
 
 
 def creator_diversity(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:

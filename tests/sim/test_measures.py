@@ -13,6 +13,7 @@ from rectest.sim import (
     Simulation,
     State,
     count_clusters,
+    creator_pair_measures,
     pairwise_diversity_and_polarization,
     polarization_radius,
     random_sphere,
@@ -135,3 +136,23 @@ def test_polarization_radius(gen):
     radius = polarization_radius(tilt, -c).item()
     assert 0 < radius < 0.05
     assert polarization_radius(random_sphere(1, 20, 4, gen), random_sphere(1, 20, 4, gen)).item() > 0.5
+
+
+def test_creator_pair_measures_equal_the_separate_measures_sparse_and_dense():
+    gen = torch.Generator().manual_seed(11)
+    spread = random_sphere(3, 200, 6, gen)
+    centres = random_sphere(3, 4, 6, gen)
+    pick = torch.randint(4, (3, 200), generator=gen)
+    collapsed = torch.gather(centres, 1, pick.unsqueeze(-1).expand(-1, -1, 6))
+    collapsed = collapsed + 1e-4 * torch.randn(collapsed.shape, generator=gen)
+    collapsed = collapsed / collapsed.norm(dim=-1, keepdim=True)
+    chain = torch.stack([torch.cos(torch.arange(60) * 0.03), torch.sin(torch.arange(60) * 0.03)], 1)
+    chain = torch.cat([chain, torch.zeros(60, 4)], 1).unsqueeze(0).expand(3, -1, -1)  # one long chain
+    mixed = torch.cat([spread[:, :140], chain], 1)  # few edges: the sparse path, components over chains
+    for v in (spread, collapsed, mixed):
+        for chunk in (7, 64, 1000):
+            cd, tp, clusters = creator_pair_measures(v, chunk)
+            ref_cd, ref_tp = pairwise_diversity_and_polarization(v, chunk)
+            assert torch.allclose(cd, ref_cd) and torch.allclose(tp, ref_tp)
+            assert torch.equal(clusters, count_clusters(v, chunk=chunk))
+    assert creator_pair_measures(mixed)[2].tolist() == [141, 141, 141]
