@@ -214,7 +214,6 @@ class Simulation:
                 if fast is not None:
                     chosen[:, a:b] = fast
                     continue
-
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
             chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
