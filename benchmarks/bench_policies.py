@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_sim import best_time as best  # noqa: E402  (fastest of n timed calls after a warm-up)
 
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
 from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
@@ -36,17 +38,6 @@ POLICIES = {
     "rho 0.5": {"rho": 0.5},
     "MMR 0.5 (k = 10)": {"k": 10, "mmr_lambda": 0.5},
 }
-
-
-def best(fn, repeats: int) -> float:
-    """Fastest of ``repeats`` timed calls after one warm-up."""
-    fn()
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return min(times)
 
 
 def floor(users: torch.Tensor, creators: torch.Tensor, replicas: int) -> float:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -44,6 +45,11 @@ def test_misspelt_key_fails_without_traceback(tmp_path):
     assert done.returncode != 0 and "Traceback" not in done.stderr and "stepz" in done.stderr
 
 
+def _cli(*args: str, cwd=REPO, env=None) -> subprocess.CompletedProcess:
+    cmd = [sys.executable, "-m", "rectest.train", *args]
+    return subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+
+
 def _one_error_line(done: subprocess.CompletedProcess, needle: str) -> None:
     assert done.returncode == 2, done.stderr[-1500:]
     assert "Traceback" not in done.stderr
@@ -75,47 +81,26 @@ def test_hydra_and_lightning_errors_are_one_line_and_leave_nothing(tmp_path, ove
 def test_a_failed_run_does_not_block_its_name(tmp_path):
     run_dir = tmp_path / "run"
     base = [f"hydra.run.dir={run_dir}", "sim.steps=2", "sim.seeds=[0]", "logger=none"]
-    bad = subprocess.run(
-        [sys.executable, "-m", "rectest.train", *base, "trainer.max_epochs=0"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert bad.returncode == 2
-    good = subprocess.run(
-        [sys.executable, "-m", "rectest.train", *base, "trainer.max_epochs=1"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+
+    def train(*extra: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "rectest.train", *base, *extra]
+        return subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=300)
+
+    assert train("trainer.max_epochs=0").returncode == 2
+    good = train("trainer.max_epochs=1")
     assert good.returncode == 0, good.stderr[-1500:]
     assert (run_dir / "summary.json").exists()
 
 
 def test_refused_default_run_leaves_no_dated_folder(tmp_path):
     """The default run name is outputs/<date>/<time>: a refusal removes both levels."""
-    done = subprocess.run(
-        [sys.executable, "-m", "rectest.train", "policy.beta=-1"],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**__import__("os").environ, "PYTHONPATH": str(REPO)},
-    )
+    done = _cli("policy.beta=-1", cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO)})
     assert done.returncode == 2, done.stderr[-1500:]
     assert not (tmp_path / "outputs").exists() or not any((tmp_path / "outputs").iterdir())
 
 
 def test_help_lists_real_options_only():
-    done = subprocess.run(
-        [sys.executable, "-m", "rectest.train", "--help"],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+    done = _cli("--help")
     assert done.returncode == 0
     groups = done.stdout.split("== Config ==")[0]
     assert "policy: softmax, threshold, topk" in groups and "base_" not in groups and "schema" not in groups
