@@ -15,7 +15,15 @@ from typing import BinaryIO
 
 
 def _umask() -> int:
-    mask = os.umask(0)
+    """The process umask, read without changing it (Linux ``/proc``); elsewhere set and restored at once."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
     return mask
 
@@ -33,8 +41,8 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], object]) -> Path:
     path = Path(path)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask like open() does
         with os.fdopen(fd, "wb") as f:
+            os.fchmod(f.fileno(), 0o666 & ~_umask())  # mkstemp creates 0600; honour the umask like open()
             write(f)
             f.flush()
             os.fsync(f.fileno())

@@ -113,8 +113,8 @@ def run(cfg: DictConfig, run_dir: Path | None = None) -> Path:
         training.plan(cfg, bundle, progress_mode(bool(cfg.logger.progress))) if _trains(cfg, bundle) else None
     )
     folder = RunFolder(Path(run_dir) if run_dir is not None else _hydra_run_dir())
-    resume = folder.claim(cfg)  # 1.
     try:
+        resume = folder.claim(cfg)  # 1.
         clock = time.perf_counter()
         start = _prepare_start(cfg, bundle, todo, folder, resume)  # 3. + 4.
         timings["train_s"] = time.perf_counter() - clock
@@ -254,7 +254,8 @@ def _planned_sizes(cfg: DictConfig, bundle) -> tuple[int, int]:
             f"sim.checkpoint_every={cfg.sim.checkpoint_every}: expected steps >= 0 (0: train and export "
             "only), log_every >= 1, checkpoint_every >= 0"
         )
-    return (n_all if n_creators is None else min(int(n_creators), n_all)), d
+    every = n_creators is None or cfg.sim.creators == "all"  # sim.creators=all ignores the count
+    return (n_all if every else min(int(n_creators), n_all)), d
 
 
 RUN_PREFIX = "run:"

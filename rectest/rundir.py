@@ -21,7 +21,7 @@ from rectest.files import atomic_write, atomic_write_text
 
 log = logging.getLogger("rectest")
 LOCK_FILE = ".lock"
-_HELD: dict[str, int] = {}  # run folder -> descriptor of its lock, held by this process
+_HELD: dict[str, tuple[int, bool]] = {}  # run folder -> (descriptor of its lock, taken by claim())
 
 
 class RunLocked(ConfigError):
@@ -86,19 +86,20 @@ class RunFolder:
 
         The lock (``fcntl.flock`` on ``.lock``, holding the owner's process id) is held until
         :meth:`release` or the end of the process, so a second process on the same folder is refused at
-        once, and a lock left by a dead process is free again (the kernel releases it). A folder whose run stopped before its first checkpoint (no
-        ``checkpoint.pt``, no ``summary.json``) blocks nothing: it is cleared and taken.
+        once, and a lock left by a dead process is free again (the kernel releases it). A folder whose run
+        stopped before its first checkpoint (no ``checkpoint.pt``, no ``summary.json``) blocks nothing: it
+        is cleared and taken.
 
         Raises:
             RunLocked: another live process holds the folder.
             ConfigError: the folder holds a finished run, or a checkpointed run of a different configuration.
         """
         self.root.mkdir(parents=True, exist_ok=True)
-        self._lock()
+        self._lock(by_claim=True)
+        self.refuse_if_taken(cfg)
         mine = _comparable(cfg)
         if self.config.exists():
-            theirs = OmegaConf.to_yaml(OmegaConf.load(self.config))
-            if theirs != mine and not self.checkpoint.exists() and not self.is_complete():
+            if _read_config(self.config) != mine:
                 log.info(
                     "run folder %s: an attempt with another configuration stopped before its first "
                     "checkpoint; starting afresh",
@@ -107,16 +108,6 @@ class RunFolder:
                 self._clear_partial(keep_config=False)
                 atomic_write_text(self.config, mine)
                 return False
-            if theirs != mine:
-                raise ConfigError(
-                    f"run folder {self.root} holds a run with a different configuration; "
-                    "choose another run_name (runs never overwrite each other)"
-                )
-            if self.is_complete():
-                raise ConfigError(
-                    f"run folder {self.root} holds a finished run; choose another run_name "
-                    "(runs never overwrite each other)"
-                )
             if self.checkpoint.exists():
                 return True
             self._clear_partial()  # killed before its first checkpoint: start again from nothing
@@ -124,13 +115,37 @@ class RunFolder:
         atomic_write_text(self.config, mine)
         return False
 
-    def lock_now(self) -> None:
-        """Take the folder's lock before any other work (the entry point calls it first thing)."""
-        self.root.mkdir(parents=True, exist_ok=True)
-        self._lock()
+    def refuse_if_taken(self, cfg: DictConfig) -> None:
+        """Refuse a folder that holds a finished run or a checkpointed run of another configuration.
 
-    def _lock(self) -> None:
-        """Take the folder's lock for the life of this process, or raise RunLocked naming its holder."""
+        The entry point calls it before Hydra writes into the folder, so a refused command leaves the
+        other run's files as they were.
+
+        Raises:
+            ConfigError: naming the folder and what to do.
+        """
+        other = self.config.exists() and _read_config(self.config) != _comparable(cfg)
+        if other and (self.checkpoint.exists() or self.is_complete()):
+            raise ConfigError(
+                f"run folder {self.root} holds a run with a different configuration; "
+                "choose another run_name (runs never overwrite each other)"
+            )
+        if self.is_complete():
+            raise ConfigError(
+                f"run folder {self.root} holds a finished run; choose another run_name "
+                "(runs never overwrite each other)"
+            )
+
+    def lock_now(self) -> None:
+        """Take the folder's lock for the rest of the process (the entry point, before any other work)."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        self._lock(by_claim=False)
+
+    def _lock(self, by_claim: bool) -> None:
+        """Take the folder's lock, or raise RunLocked naming its holder. Data-parallel workers (rank > 0,
+        started by rank 0 on the same folder) train only and take no lock."""
+        if int(os.environ.get("LOCAL_RANK", "0") or 0) > 0 or int(os.environ.get("RANK", "0") or 0) > 0:
+            return
         key = str(self.root.resolve())
         if key in _HELD:
             return
@@ -146,13 +161,15 @@ class RunFolder:
             ) from None
         os.ftruncate(fd, 0)
         os.write(fd, f"{os.getpid()}\n".encode())
-        _HELD[key] = fd  # released when the process ends
+        _HELD[key] = (fd, by_claim)  # released by release() (claim's) or when the process ends
 
     def release(self) -> None:
-        """Release the folder's lock early (tests and notebooks running several pipelines in one process)."""
-        fd = _HELD.pop(str(self.root.resolve()), None)
-        if fd is not None:
-            os.close(fd)
+        """Release a lock taken by :meth:`claim` (the entry point's lock lasts until the process ends)."""
+        key = str(self.root.resolve())
+        held = _HELD.get(key)
+        if held is not None and held[1]:
+            del _HELD[key]
+            os.close(held[0])
 
     def _clear_partial(self, keep_config: bool = True) -> None:
         """Remove what an attempt that never checkpointed left behind (keeps Hydra's files, the lock and,
@@ -165,6 +182,10 @@ class RunFolder:
                 shutil.rmtree(path)
             else:
                 path.unlink()
+
+
+def _read_config(path: Path) -> str:
+    return OmegaConf.to_yaml(OmegaConf.load(path))
 
 
 def _comparable(cfg: DictConfig) -> str:

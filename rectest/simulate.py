@@ -20,7 +20,6 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
@@ -39,7 +38,7 @@ from rectest.report.values import (
     REPLICA,
     SEED,
     STEP,
-    normalize_value,
+    setting_key,
     setting_label,
 )
 from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
@@ -346,6 +345,7 @@ def _finish(
         settings.figures,
         extra={"horizon": settings.steps, **extra},
         poles=_poles(sim, replicas),
+        write_summary_file=False,  # written last, below: it marks the run as finished
     )
     if writers is not None:
         if settings.figures:
@@ -409,10 +409,8 @@ def _t0_measures(frame, start, replicas: list[Replica], keys: list[str], setting
     out = []
     for i, rep in enumerate(reps):
         params = {k: rep.params[k] for k in keys}
-        mask = pd.Series(True, index=first.index)
-        for k in keys:
-            mask &= first[k].map(normalize_value) == normalize_value(rep.params[k])
-        rows = first[mask]
+        wanted = setting_key([rep.params[k] for k in keys])
+        rows = first[[setting_key(list(row)) == wanted for row in first[keys].itertuples(index=False)]]
         out.append(
             {
                 "params": params,

@@ -66,7 +66,7 @@ def main(cfg: DictConfig) -> float | None:
         fail(f"rectest: {'' if err.exit_code == 130 else 'error: '}{err}", err.exit_code)
     except KeyboardInterrupt:
         discard_unfinished(run_dir)
-        fail("rectest: interrupted before the simulation started; run the same command to start again", 130)
+        fail("rectest: interrupted; run the same command to resume (or to start again)", 130)
     except SimulationError as err:  # the NaN/Inf guard: names the step and the replicas
         fail(f"rectest: simulation stopped: {err}", 3)
     return None
@@ -90,17 +90,20 @@ def discard_unfinished(run_dir: Path) -> None:
         parent = parent.parent
 
 
-def check_overrides(argv: list[str]) -> None:
+def check_overrides(argv: list[str]) -> DictConfig | None:
     """Compose the config from plain command-line overrides once, before Hydra runs the job, so an
     unknown option or a misspelt key is one line (Hydra would print a traceback-like report and exit 1).
 
     Skipped when Hydra flags (``-m``, ``--help``, ``--cfg``, ...) are given: Hydra handles those itself.
 
+    Returns:
+        The composed config (without Hydra's node), or None when skipped.
+
     Raises:
         ConfigError: the overrides do not compose, or add a top-level key the config does not have.
     """
     if any(arg.startswith("-") for arg in argv):
-        return
+        return None
     argv = [arg for arg in argv if not arg.startswith(("hydra.", "hydra/", "+hydra", "~hydra"))]
     from hydra import compose, initialize_config_dir
 
@@ -122,6 +125,23 @@ def check_overrides(argv: list[str]) -> None:
             raise ConfigError(
                 f"unknown key(s) {[f'{group}.{k}' for k in extra]}: {group} has no such setting"
             )
+    return cfg
+
+
+def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
+    """With an explicit ``hydra.run.dir=`` or ``run_name=``, lock the run folder and refuse a finished or
+    other run before Hydra writes its ``.hydra/`` files there (the default name is new every time)."""
+    given = dict(arg.split("=", 1) for arg in argv if arg.startswith(("hydra.run.dir=", "run_name=")))
+    if "hydra.run.dir" in given:
+        folder = RunFolder(Path(given["hydra.run.dir"]))
+    elif "run_name" in given:
+        folder = RunFolder(Path(OUTPUTS) / given["run_name"])
+    else:
+        return
+    existed = folder.root.exists()
+    folder.lock_now()
+    if existed:
+        folder.refuse_if_taken(cfg)
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")
@@ -129,8 +149,11 @@ TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logg
 
 def cli() -> None:
     """``python -m rectest.train``: check the overrides, then hand over to Hydra."""
+    argv = sys.argv[1:]
     try:
-        check_overrides(sys.argv[1:])
+        cfg = check_overrides(argv)
+        if cfg is not None:
+            claim_named_folder(cfg, argv)
     except ConfigError as err:
         fail(f"rectest: error: {err}", 2)
     main()

@@ -21,7 +21,7 @@ from omegaconf import DictConfig
 from rectest.config import build
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule
-from rectest.errors import ConfigError
+from rectest.errors import ConfigError, Interrupted
 from rectest.models.export import EMBEDDINGS_FOLDER, USERS_FILE, export_embeddings, load_exported
 from rectest.models.fit import fit
 from rectest.models.task import LOSS_FULL_SOFTMAX
@@ -155,7 +155,10 @@ def train_and_export(todo: Plan, bundle: DataBundle, run_dir: Path) -> tuple[np.
     Returns:
         (users (num_users, d), items (num_items, d), test metrics).
     """
-    metrics = fit(todo.task, todo.datamodule, todo.make_trainer, run_dir, patience=todo.patience)
+    try:
+        metrics = fit(todo.task, todo.datamodule, todo.make_trainer, run_dir, patience=todo.patience)
+    except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
+        raise Interrupted("interrupted during training; run the same command to start again") from None
     net = todo.task.net
     export_embeddings(net, bundle.interactions, run_dir)
     (Path(run_dir) / EMBEDDINGS_FOLDER / METRICS_FILE).write_text(json.dumps(metrics, indent=2))

@@ -48,3 +48,22 @@ def test_run_folder_results_get_the_umask_permissions(tmp_path):
         os.umask(old)
     for name in ("summary.json", "table.md", "metrics.csv", "config.yaml", "embeddings/users.npz"):
         assert stat.S_IMODE((folder / name).stat().st_mode) == 0o644, name
+
+
+def test_a_data_parallel_worker_takes_no_lock(tmp_path, monkeypatch):
+    from rectest.rundir import RunFolder, RunLocked
+
+    first, second = RunFolder(tmp_path / "run"), RunFolder(tmp_path / "run")
+    import fcntl
+
+    first.root.mkdir()
+    fd = os.open(first.lock, os.O_RDWR | os.O_CREAT)
+    fcntl.flock(fd, fcntl.LOCK_EX)  # held as if by rank 0's process
+    os.write(fd, b"4242\n")
+    try:
+        with pytest.raises(RunLocked, match="4242"):
+            second.lock_now()
+        monkeypatch.setenv("LOCAL_RANK", "1")
+        second.lock_now()  # rank 1 of a DDP job started by rank 0 on the same folder
+    finally:
+        os.close(fd)

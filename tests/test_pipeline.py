@@ -24,6 +24,7 @@ def tiny(experiment: str, *extra: str) -> list[str]:
     return [
         f"+experiment={experiment}",
         "sim.steps=6",
+        "sim.log_every=1",
         "sim.seeds=[0,1]",
         "sim.checkpoint_every=0",
         *QUIET,
@@ -33,7 +34,8 @@ def tiny(experiment: str, *extra: str) -> list[str]:
 
 def _parse_table(path: Path) -> dict[str, dict[str, float]]:
     """table.md -> {first cell: {measure: mean}} for the CD..TP columns."""
-    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
+    text = path.read_text().split("\n\n## ")[0]  # the results table, before the geometry sections
+    lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     out = {}
     for line in lines[2:]:
@@ -230,6 +232,14 @@ def test_creator_choices(tmp_path):
         return json.loads((folder / "summary.json").read_text())["geometry"]["n"]
 
     assert creators_of("sim.creators=all", "sim.n_creators=10") == 50  # all ignores the count
+    everything = run(
+        compose_config(
+            tiny("topk", "logger=none", "policy.k=[1,n]", "sim.creators=all", "sim.n_creators=10")
+        ),
+        tmp_path / "every",
+    )
+    groups = json.loads((everything / "summary.json").read_text())["groups"]
+    assert [g["params"]["k"] for g in groups] == [1, 50]  # k = n means all 50 creators, not the count 10
     assert creators_of("sim.creators=random", "sim.n_creators=10") == 10
     assert creators_of("sim.creators=most_rated", "sim.n_creators=12") == 12
 
@@ -257,3 +267,11 @@ def test_simulate_only_from_an_earlier_run_and_truth_without_training(tmp_path):
     other_data = tiny("topk", "logger=none", f"sim.init=run:{first}", "data.n_users=80")
     with pytest.raises(ConfigError, match="not this run's data"):
         run(compose_config(other_data), tmp_path / "bad2")
+
+
+def test_t0_measures_of_a_setting_with_a_null_swept_value(tmp_path):
+    overrides = tiny("threshold", "logger=none", "policy.tau=[null,0.5]")
+    folder = run(compose_config(overrides), tmp_path / "run")
+    t0 = json.loads((folder / "summary.json").read_text())["geometry"]["t0"]
+    assert [row["params"]["tau"] for row in t0] == [None, 0.5]
+    assert all(row["measured"][m] is not None for row in t0 for m in ("CD", "TP", "RR", "RD"))

@@ -44,7 +44,7 @@ def paper_cell(k: int, n: int) -> dict[str, float] | None:
 
 def tp_drift(frame: pd.DataFrame, k: int, window: int = WINDOW) -> float | None:
     """Mean over seeds of TP at the last logged step minus TP ``window`` steps earlier (None if not logged)."""
-    rows = frame[frame["k"] == k]
+    rows = frame[frame["k"].fillna(k) == k] if frame["k"].isna().any() else frame[frame["k"] == k]
     last = rows[STEP].max()
     before = rows[STEP][rows[STEP] <= last - window].max()
     if pd.isna(before):
@@ -67,13 +67,13 @@ def run_table(run_dir: Path) -> str:
         "closed-form CD / RR / RD | measured RR / RD | TP change, last 100 steps |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
-    t0 = next((r for r in geo.get("t0", []) if r["params"]["k"] >= n), None)
+    t0 = next((r for r in geo.get("t0", []) if _k(r["params"]["k"], n) >= n), None)
     if t0 is not None:
         cells = " / ".join(format_number(t0["measured"][m], 3) for m in ("CD", "TP", "RR", "RD"))
         paper = " / ".join(format_number(PAPER_T0[m], 3) for m in ("CD", "TP", "RR", "RD"))
         lines.append(f"| t = 0, k = n: CD / TP / RR / RD | {cells} | | {paper} | | | | | |")
     for g in summary["groups"]:
-        k = int(g["params"]["k"])
+        k = _k(g["params"]["k"], n)
         ref = paper_cell(k, n)
         p = g.get("poles", {})
         pred = p.get("predicted")
@@ -99,6 +99,11 @@ def run_table(run_dir: Path) -> str:
             + " |"
         )
     return "\n".join(lines)
+
+
+def _k(value: Any, n: int) -> int:
+    """A swept k as a number: null (no truncation) is n."""
+    return n if value is None else int(value)
 
 
 def _mean(poles: Mapping[str, Any], key: str) -> str:

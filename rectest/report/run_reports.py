@@ -46,6 +46,7 @@ def write_run_reports(
     figures: bool = True,
     extra: dict[str, Any] | None = None,
     poles: Sequence[dict[str, Any]] | None = None,
+    write_summary_file: bool = True,
 ) -> dict[str, Any]:
     """Write summary.json, table.md and (optionally) the figures under ``run_dir``.
 
@@ -58,6 +59,8 @@ def write_run_reports(
         figures: whether to draw the PNGs (matplotlib is imported only then).
         extra: entries added to the summary before it is written (e.g. ``geometry``, ``theorem``).
         poles: one record per replica index (:func:`rectest.report.geometry.attach_poles`).
+        write_summary_file: write summary.json here; False lets the caller write it last (it marks a
+            finished run, so it should appear only once every other output is in place).
 
     Returns:
         The summary dict (as written to summary.json).
@@ -67,7 +70,8 @@ def write_run_reports(
     summary.update(extra or {})
     if poles is not None:
         attach_poles(summary, poles)
-    write_summary(summary, run_dir / SUMMARY_FILE)
+    if write_summary_file:
+        write_summary(summary, run_dir / SUMMARY_FILE)
     write_table(summary, run_dir / TABLE_FILE, title, paper_rows(summary, setting))
     if figures:
         from rectest.report.figures import plot_measure, plot_measures

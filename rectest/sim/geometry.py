@@ -49,19 +49,24 @@ def iid_reference(m: int, n: int, d: int) -> dict[str, float]:
 
     Closed forms: ``CD = E||x - y||``; ``TP = E|cos| (1 - 1/n) + 1/n`` (the diagonal counts 1);
     ``negative_scores = 1/2``; ``mean_user_norm = 1/sqrt(m)`` and ``mean_creator_norm = 1/sqrt(n)``
-    (the root of ``E ||mean||^2 = 1/N``); ``mean_cosine = 0``; effective rank ``N d / (N + d - 1)``, the
-    participation ratio ``tr(C)^2 / tr(C^2)`` of the uncentred second moment ``C`` of ``N`` i.i.d. unit
-    vectors with ``E tr(C^2)`` in place of ``tr(C^2)`` (centring changes it by ``O(1/N)``).
+    (the root of ``E ||mean||^2 = 1/N``); ``mean_cosine = 0``; effective rank ``(N - 1) d / (N + d - 2)``,
+    the participation ratio ``tr(C)^2 / tr(C^2)`` of the sample covariance ``C`` of ``N`` i.i.d. unit
+    vectors with expectations in place of both traces (``N - 1`` effective samples after centring; exact
+    for ``N = 2``, within a few percent for ``N >= d``).
     """
+
+    def rank(count: int) -> float:
+        return (count - 1) * d / (count + d - 2) if count > 1 else 0.0
+
     return {
-        "CD": iid_mean_distance(d),
+        "CD": iid_mean_distance(d) if n > 1 else 0.0,
         "TP": iid_abs_cosine(d) * (1 - 1 / n) + 1 / n,
         "mean_user_norm": 1 / math.sqrt(m),
         "mean_creator_norm": 1 / math.sqrt(n),
         "mean_cosine": 0.0,
         "negative_scores": 0.5,
-        "effective_rank_users": m * d / (m + d - 1),
-        "effective_rank_creators": n * d / (n + d - 1),
+        "effective_rank_users": rank(m),
+        "effective_rank_creators": rank(n),
     }
 
 
@@ -167,6 +172,11 @@ def transform_start(users: Tensor, creators: Tensor, kind: str) -> tuple[Tensor,
     """
     if kind not in TRANSFORMS:
         raise ValueError(f"transform={kind!r}: expected one of {', '.join(TRANSFORMS)}")
+    if kind != "none" and min(users.shape[0], creators.shape[0]) < 2:
+        raise ValueError(
+            f"transform={kind!r} needs at least 2 users and 2 creators to centre "
+            f"(got {users.shape[0]} and {creators.shape[0]})"
+        )
     dtype = users.dtype
     u, c = users.double(), creators.double()
     if kind == "center":
@@ -177,8 +187,11 @@ def transform_start(users: Tensor, creators: Tensor, kind: str) -> tuple[Tensor,
     elif kind == "whiten_each":
         (mu, wu), (mc, wc) = _whitener(u), _whitener(c)
         u, c = (u - mu) @ wu, (c - mc) @ wc
-    if bool((u.norm(dim=1) == 0).any()) or bool((c.norm(dim=1) == 0).any()):
-        raise ValueError(f"transform={kind!r} maps a vector to zero (it equals the mean)")
+    norms = torch.cat([u.norm(dim=1), c.norm(dim=1)])
+    if not bool(torch.isfinite(norms).all()) or bool((norms == 0).any()):
+        raise ValueError(
+            f"transform={kind!r} maps a vector to zero or to a non-finite one (it equals the mean)"
+        )
     return normalize(u).to(dtype), normalize(c).to(dtype)
 
 
@@ -255,11 +268,10 @@ def bipolar_prediction(
             other_e = 0
         if own_e + other_e == 0:
             q = own / n
-        elif math.isinf(beta):
+        elif math.isinf(beta) or own_e == 0:
             q = 1.0 if own_e > 0 else 0.0
-        else:
-            w_own, w_other = own_e * math.exp(beta), other_e * math.exp(-beta)
-            q = w_own / (w_own + w_other)
+        else:  # own_e e^b / (own_e e^b + other_e e^-b), written so that no exp overflows
+            q = 1.0 / (1.0 + (other_e / own_e) * math.exp(-2 * beta))
         q = (1 - eps) * q + eps * own / n
         rr += weight * (2 * q - 1)
         rd += weight * (1 - (2 * q - 1) ** 2)

@@ -165,3 +165,15 @@ def test_top_overlap():
     creators = random_sphere(1, 100, 8, _gen(7))[0]
     assert top_overlap(users, creators, users, creators) == 1.0
     assert top_overlap(users, creators, users, -creators) == 0.0  # the top-10 become the bottom-10
+
+
+def test_edge_cases_of_the_closed_forms_and_transforms():
+    assert bipolar_prediction(0.5, 0.5, 100, 1000.0)["RR"] == 1.0  # no overflow at a huge beta
+    assert bipolar_prediction(0.0, 1.0, 10, 1.0)["RR"] == -1.0  # every creator on the other pole
+    two = iid_reference(2, 1, 8)
+    assert two["effective_rank_users"] == pytest.approx(1.0) and two["CD"] == 0.0  # N = 2: one direction
+    users = random_sphere(1, 5, 4, _gen(8))[0]
+    with pytest.raises(ValueError, match="at least 2 users and 2 creators"):
+        transform_start(users, users[:1], "whiten_each")
+    same_u, same_c = transform_start(users, users[:1], "none")
+    assert torch.allclose(same_c, users[:1])
