@@ -207,6 +207,9 @@ class Simulation:
                     torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights"
                 )
                 continue
+            if self.policy.split is not None and not logged:
+                if self._sample_split(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b]):
+                    continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
             if self.policy.topk_only and not logged:
@@ -222,6 +225,38 @@ class Simulation:
                 rd += rd_c
                 rr += rr_c
         return chosen, rd / m, rr / m
+
+    def _sample_split(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> bool:
+        """A mixed batch: the short top-k lists from their lists, the other replicas from full rows (with
+        beta folded into the score matmul when they are plain softmax). Each part scores only its own
+        replicas; the draws are those of the general path up to float rounding.
+
+        Args:
+            users: ``(R, c, d)`` the policy's view of this chunk's users.
+            creators: ``(R, n, d)`` the policy's view of the creators.
+            uniforms: ``(R, c)`` this chunk's draws.
+            out: ``(R, c)`` view that receives the choices.
+
+        Returns:
+            False (nothing written) when a tie at a k-th score needs the general path.
+        """
+        short, short_policy, rest, rest_policy = self.policy.split
+        part_users = users.index_select(0, short)  # (R', c, d)
+        part_creators = creators.index_select(0, short)  # (R', n, d)
+        fast = short_policy.sample_top_k(part_users @ part_creators.transpose(1, 2), uniforms[short])
+        if fast is None:
+            return False
+        part_users, part_creators = users.index_select(0, rest), creators.index_select(0, rest)
+        if rest_policy.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
+            w = torch.matmul(part_users * rest_policy.beta, part_creators.transpose(1, 2)).exp_()
+        else:
+            w = rest_policy.weights(part_users @ part_creators.transpose(1, 2), part_creators)  # (R', c, n)
+        picked, total = sample_inverse_cdf(w, uniforms[rest])
+        finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)
+        finite[rest] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))
+        self._guard(finite, "recommendation weights")
+        out[short], out[rest] = fast, picked
+        return True
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""

@@ -25,6 +25,10 @@ from rectest.sim.params import PerReplica, as_list, check_range, column, per_rep
 # (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
 _NO_SHIFT_BETA = 40.0
 _RHO_DAMPING = 0.5
+# Top-k lists up to this length are sampled from the list alone when a batch mixes them with other
+# replicas: torch.topk of k + 1 scores costs less than an exp and a cumulative sum over all n creators for
+# short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list costs about as much).
+SHORT_LIST = 16
 
 
 @dataclass
@@ -139,6 +143,23 @@ class BoundPolicy:
         self.plain_softmax = self.kmax is None and untouched
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
         self.topk_only = all(x < n for x in k) and untouched
+        # a batch mixing short top-k lists with other untouched replicas (a k sweep with k = n): the short
+        # lists are sampled from their lists, the others from full rows, each part with its own policy
+        self.split: tuple[Tensor, BoundPolicy, Tensor, BoundPolicy] | None = None
+        short = [r for r, x in enumerate(k) if x < n and x <= SHORT_LIST] if untouched else []
+        if short and len(short) < replicas:
+            rest = [r for r in range(replicas) if r not in short]
+
+            def part(rs: list[int]) -> BoundPolicy:
+                sub = Policy(beta=[beta[r] for r in rs], k=[k[r] for r in rs])
+                return BoundPolicy(sub, len(rs), n, device, dtype)
+
+            self.split = (
+                torch.tensor(short, device=device),
+                part(short),
+                torch.tensor(rest, device=device),
+                part(rest),
+            )
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).

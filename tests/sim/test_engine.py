@@ -277,3 +277,20 @@ def test_pure_top_k_shortcut_draws_what_the_general_path_draws(gen):
         for sim in sims:
             sim.run(30)
         assert torch.allclose(sims[0].users, sims[1].users, atol=1e-12)
+
+
+def test_a_k_sweep_with_no_truncation_samples_as_the_general_path_does():
+    """Short top-k lists batched with k = n replicas take the k-list path, the k = n replicas the folded
+    softmax: the same draws as every replica on full rows (float64, so rounding cannot flip a draw)."""
+    gen = torch.Generator().manual_seed(3)
+    state = State(random_sphere(1, 60, 5, gen, torch.float64), random_sphere(1, 40, 5, gen, torch.float64))
+    dyn = Dynamics(eta_u=0.1, eta_c=0.1)
+    for policy in (Policy(beta=1.0, k=[1, 3, 10, 40, 40]), Policy(beta=[0.5, 2.0, 1.0], k=[5, 40, 25])):
+        seeds = list(range(len(policy.k)))
+        split = Simulation(state, policy, dyn, seeds=seeds, log_every=10**6)
+        general = Simulation(state, policy, dyn, seeds=seeds, log_every=10**6)
+        assert split.policy.split is not None
+        general.policy.split = None  # every replica on full rows
+        for _ in range(30):
+            assert torch.equal(split.step(), general.step())
+        assert torch.equal(split.users, general.users) and torch.equal(split.creators, general.creators)
