@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 import pytorch_lightning as pl
+import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
@@ -125,6 +126,13 @@ def plan(cfg: DictConfig, bundle: DataBundle, progress: str = "bar") -> Plan:
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     net = build(cfg.model.net, "model.net", num_users=inter.num_users, num_items=inter.num_items)
     task = build(cfg.model.task, "model.task")(net=net)
+    if float(cfg.model.task.get("uniformity", 0.0)) > 0 and cfg.sim.n_creators is not None:
+        # spread the items the simulation will start from: the n most-rated of the log, as the pipeline
+        # chooses them (sim.creators=most_rated); only which items are spread, not any label, comes from it
+        counts = np.bincount(inter.item, minlength=inter.num_items)
+        if cfg.sim.creators == "most_rated" and int(cfg.sim.n_creators) < inter.num_items:
+            top = np.lexsort((np.arange(inter.num_items), -counts))[: int(cfg.sim.n_creators)]
+            task.set_uniformity_pool(torch.from_numpy(top))
     datamodule = InteractionDataModule(
         bundle.split,
         feedback=str(cfg.model.feedback),

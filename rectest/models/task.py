@@ -157,6 +157,8 @@ class RecommenderTask(pl.LightningModule):
                 f"feedback={feedback!r}, net {type(net).__name__}"
             )
         self.save_hyperparameters(ignore=["net"])
+        # items the uniformity loss draws from (None: the whole catalogue); see set_uniformity_pool
+        self.uniformity_pool: Tensor | None = None
         self.automatic_optimization = False
         self.net = net
         self.feedback = feedback
@@ -280,10 +282,21 @@ class RecommenderTask(pl.LightningModule):
         }
         return loss.detach()
 
+    def set_uniformity_pool(self, items: Tensor | None) -> None:
+        """Draw the uniformity loss's items from ``items`` (``(P,)`` indices) instead of the catalogue: the
+        pipeline passes the items it will use as creators (``sim.n_creators`` most rated), so that the set
+        the simulation starts from is the one spread over the sphere."""
+        self.uniformity_pool = None if items is None else torch.as_tensor(items, dtype=torch.long)
+
     def _uniformity(self, user: Tensor) -> Tensor:
         """The weighted uniformity losses of ``UNIFORMITY_ITEMS`` catalogue items drawn uniformly and of
         the batch's distinct users (see the class docstring)."""
-        items = torch.randint(self.net.num_items, (UNIFORMITY_ITEMS,), device=user.device)
+        pool = self.uniformity_pool
+        if pool is None:
+            items = torch.randint(self.net.num_items, (UNIFORMITY_ITEMS,), device=user.device)
+        else:  # uniformly among the pool (e.g. the items a simulation will use as creators)
+            pool = pool.to(user.device)
+            items = pool[torch.randint(len(pool), (UNIFORMITY_ITEMS,), device=user.device)]
         u, v = self.net.unit_vectors(user.unique(), items)  # (B', d), (UNIFORMITY_ITEMS, d)
         total = self.hparams.uniformity * uniformity_loss(v, self.hparams.uniformity_t)
         if self.hparams.user_uniformity > 0:

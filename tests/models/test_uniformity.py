@@ -47,3 +47,21 @@ def test_the_uniformity_term_spreads_the_items():
         opt.step()
     after = start_geometry(net.user_vectors(), net.item_vectors())["TP"]
     assert before > 0.9 and after < 0.5
+
+
+def test_the_uniformity_items_come_from_the_pool_when_one_is_set():
+    net = TwoTower(8, 50, dim=4, id_dim=8, hidden=[])
+    task = RecommenderTask(net, "implicit", "full_softmax", uniformity=1.0)
+    seen: list[torch.Tensor] = []
+    real = net.unit_vectors
+
+    def record(user, item):
+        seen.append(item)
+        return real(user, item)
+
+    net.unit_vectors = record
+    task._uniformity(torch.arange(8))
+    assert len(seen[-1].unique()) > 30  # the whole catalogue
+    task.set_uniformity_pool(torch.tensor([3, 7, 11]))
+    task._uniformity(torch.arange(8))
+    assert set(seen[-1].tolist()) == {3, 7, 11}
