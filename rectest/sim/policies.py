@@ -29,6 +29,11 @@ _RHO_DAMPING = 0.5
 # replicas: torch.topk of k + 1 scores costs less than an exp and a cumulative sum over all n creators for
 # short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list costs about as much).
 SHORT_LIST = 16
+# Batches of top-k replicas alone sample from their k-lists up to this k: beyond it the sorted torch.topk of
+# k + 1 scores costs more than the general path (k-th value, exp, cumulative sum): at the ml-100k shape
+# top-1000 took 4.7 s a step on the list path against 2.2 s for a logged step on the general one
+# (benchmarks/bench_policies.py).
+TOPK_LIST_MAX = 256
 
 
 @dataclass
@@ -142,7 +147,8 @@ class BoundPolicy:
         # plain softmax (nothing but a moderate beta): the engine folds beta into the score matmul
         self.plain_softmax = self.kmax is None and untouched
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
-        self.topk_only = all(x < n for x in k) and untouched
+        # (lists up to TOPK_LIST_MAX: a sorted torch.topk of a longer list costs more than the full rows)
+        self.topk_only = all(x < n for x in k) and untouched and max(k) <= TOPK_LIST_MAX
         # a batch mixing short top-k lists with other untouched replicas (a k sweep with k = n): the short
         # lists are sampled from their lists, the others from full rows, each part with its own policy
         self.split: tuple[Tensor, BoundPolicy, Tensor, BoundPolicy] | None = None
