@@ -27,6 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from rectest import simulate, training
 from rectest.config import build
+from rectest.data.interactions import most_rated
 from rectest.errors import ConfigError, DataError
 from rectest.report.geometry import geometry_console
 from rectest.report.summary import write_summary
@@ -296,9 +297,8 @@ def _prepare_start(cfg: DictConfig, bundle, todo, folder: RunFolder, resume: boo
         user_vecs, item_vecs, metrics = training.load_export(folder.root)
     else:
         user_vecs, item_vecs, metrics = training.train_and_export(todo, bundle, folder.root)
-    counts = np.bincount(inter.item, minlength=inter.num_items)
     creator_idx = _choose_creators(
-        cfg.sim.creators, counts, inter.num_items, cfg.sim.n_creators, int(cfg.seed)
+        cfg.sim.creators, inter, inter.num_items, cfg.sim.n_creators, int(cfg.seed)
     )
     user_idx = _sample_users(inter.num_users, cfg.sim.n_users, int(cfg.seed))
     model_users, model_creators = user_vecs[user_idx], item_vecs[creator_idx]
@@ -326,9 +326,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
     return (x / norms).astype(np.float32)
 
 
-def _choose_creators(
-    kind: str, counts: np.ndarray | None, num_items: int, n_creators, seed: int
-) -> np.ndarray:
+def _choose_creators(kind: str, ratings, num_items: int, n_creators, seed: int) -> np.ndarray:
     """Indices of the items that become creators.
 
     ``most_rated``: the n most-rated items (ties broken by index), in descending count order (without
@@ -340,9 +338,9 @@ def _choose_creators(
         return np.arange(num_items)
     if kind == "random":
         return np.sort(np.random.default_rng(seed).choice(num_items, size=n, replace=False))
-    if counts is None:
+    if ratings is None:  # bring-your-own embeddings: no rating counts
         return np.arange(n)
-    return np.lexsort((np.arange(num_items), -counts))[:n]
+    return most_rated(ratings, n)
 
 
 def _transform(users: np.ndarray, creators: np.ndarray, kind: str) -> tuple[np.ndarray, np.ndarray]:

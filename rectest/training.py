@@ -22,6 +22,7 @@ from omegaconf import DictConfig
 from rectest.config import build
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule
+from rectest.data.interactions import most_rated
 from rectest.errors import ConfigError, Interrupted
 from rectest.models.export import EMBEDDINGS_FOLDER, USERS_FILE, export_embeddings, load_exported
 from rectest.models.fit import fit
@@ -129,10 +130,8 @@ def plan(cfg: DictConfig, bundle: DataBundle, progress: str = "bar") -> Plan:
     if float(cfg.model.task.get("uniformity", 0.0)) > 0 and cfg.sim.n_creators is not None:
         # spread the items the simulation will start from: the n most-rated of the log, as the pipeline
         # chooses them (sim.creators=most_rated); only which items are spread, not any label, comes from it
-        counts = np.bincount(inter.item, minlength=inter.num_items)
         if cfg.sim.creators == "most_rated" and int(cfg.sim.n_creators) < inter.num_items:
-            top = np.lexsort((np.arange(inter.num_items), -counts))[: int(cfg.sim.n_creators)]
-            task.set_uniformity_pool(torch.from_numpy(top))
+            task.set_uniformity_pool(torch.from_numpy(most_rated(inter, int(cfg.sim.n_creators))))
     datamodule = InteractionDataModule(
         bundle.split,
         feedback=str(cfg.model.feedback),

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
+from rectest.data.interactions import Interactions
 from rectest.errors import ConfigError
 from rectest.pipeline import _choose_creators, run
 from rectest.sim.geometry import iid_abs_cosine
@@ -220,10 +221,12 @@ def test_every_run_reports_its_starting_geometry_and_final_poles(tmp_path):
 
 def test_creator_choices(tmp_path):
     counts = np.array([5, 9, 1, 9, 0, 7])
-    assert list(_choose_creators("most_rated", counts, 6, 3, 0)) == [1, 3, 5]  # ties by index
+    item = np.repeat(np.arange(6), counts)
+    log = Interactions(item * 0, item, np.ones(len(item), np.float32), None, np.arange(1), np.arange(6))
+    assert list(_choose_creators("most_rated", log, 6, 3, 0)) == [1, 3, 5]  # ties by index
     assert list(_choose_creators("most_rated", None, 6, 3, 0)) == [0, 1, 2]  # no counts: file order
-    assert list(_choose_creators("all", counts, 6, 3, 0)) == list(range(6))
-    picked = [tuple(_choose_creators("random", counts, 6, 3, seed)) for seed in range(20)]
+    assert list(_choose_creators("all", log, 6, 3, 0)) == list(range(6))
+    picked = [tuple(_choose_creators("random", log, 6, 3, seed)) for seed in range(20)]
     assert all(len(set(p)) == 3 and list(p) == sorted(p) for p in picked) and len(set(picked)) > 3
 
     def creators_of(*extra):

@@ -100,3 +100,10 @@ def deduplicate(interactions: Interactions) -> Interactions:
         n,
     )
     return interactions.take(kept)
+
+
+def most_rated(interactions: Interactions, n: int) -> np.ndarray:
+    """Indices of the ``n`` most-rated items (ties broken by index), in descending count order: the
+    creators of ``sim.creators=most_rated``, and the items the uniformity loss spreads."""
+    counts = np.bincount(interactions.item, minlength=interactions.num_items)
+    return np.lexsort((np.arange(interactions.num_items), -counts))[: min(n, interactions.num_items)]
