@@ -98,7 +98,7 @@ def compose_config(root: Path, model: str | None = None) -> DictConfig:
     """The experiment's config for the ml-20m log under ``root`` (Hydra compose, as the CLI would)."""
     from hydra import compose, initialize_config_dir
 
-    import rectest.config  # noqa: F401  (registers the schemas)
+    import rectest.pipeline.compose  # noqa: F401  (registers the schemas)
 
     overrides = [f"+experiment={EXPERIMENT}", f"data={RELEASE}", f"data.path={root}", "data.download=false"]
     if model is not None:
@@ -109,10 +109,10 @@ def compose_config(root: Path, model: str | None = None) -> DictConfig:
 
 def load_bundle(cfg: DictConfig) -> tuple[DataBundle, float]:
     """The configured data option (load through the parquet cache + split); returns (bundle, seconds)."""
-    from rectest.config import build
+    from rectest.pipeline.compose import build_spec
 
     start = time.perf_counter()
-    bundle = build(cfg.data, "data")
+    bundle = build_spec(cfg).data()
     return bundle, time.perf_counter() - start
 
 
@@ -183,12 +183,13 @@ def _trainer_kwargs(clock, work: Path) -> dict:
 
 def stage_train(p: dict) -> list[dict]:
     """A fixed number of training batches of the configured model, extrapolated to one epoch."""
-    from rectest import training
+    from rectest.pipeline import training
+    from rectest.pipeline.compose import build_spec
 
     _quiet_lightning()
     cfg = compose_config(Path(p["root"]), p["model"])
     bundle, load_s = load_bundle(cfg)
-    todo = training.plan(cfg, bundle)
+    todo = training.plan(build_spec(cfg), bundle)
     clock = make_clock()
     trainer = todo.make_trainer(
         max_epochs=1,
@@ -224,13 +225,14 @@ def stage_evaluate(p: dict) -> list[dict]:
     """Full-ranking validation metrics on the first batches of users, extrapolated to every val user."""
     import numpy as np
 
-    from rectest import training
+    from rectest.pipeline import training
+    from rectest.pipeline.compose import build_spec
     from rectest.data.datamodule import EVAL_USERS_PER_BATCH
 
     _quiet_lightning()
     cfg = compose_config(Path(p["root"]), p["model"])
     bundle, _ = load_bundle(cfg)
-    todo = training.plan(cfg, bundle)
+    todo = training.plan(build_spec(cfg), bundle)
     clock = make_clock()
     trainer = todo.make_trainer(limit_val_batches=p["batches"], **_trainer_kwargs(clock, Path(p["work"])))
     start = time.perf_counter()
@@ -253,13 +255,13 @@ def stage_evaluate(p: dict) -> list[dict]:
 
 def stage_export(p: dict) -> list[dict]:
     """Unit-norm user and item vectors of the configured (untrained) model, written and read back."""
-    from rectest.config import build
     from rectest.data import load_movielens
+    from rectest.pipeline.compose import build_spec
     from rectest.models.export import export_embeddings, load_exported
 
     cfg = compose_config(Path(p["root"]), p["model"])
     log = load_movielens(RELEASE, Path(p["root"]))
-    net = build(cfg.model.net, "model.net", num_users=log.num_users, num_items=log.num_items)
+    net = build_spec(cfg).model.net(num_users=log.num_users, num_items=log.num_items)
     work = Path(p["work"])
     start = time.perf_counter()
     paths = export_embeddings(net, log, work)
@@ -324,22 +326,19 @@ def stage_step(p: dict) -> list[dict]:
 
 def stage_grid(p: dict) -> list[dict]:
     """The experiment's k grid as one batched simulation, one seed per k (the run has more seeds)."""
-    from rectest.sim import Dynamics, Policy, Simulation
-    from rectest.sweep import expand, swept_values
+    import dataclasses
 
-    cfg = compose_config(Path(p["root"]))
+    from rectest.pipeline.compose import build_spec
+    from rectest.pipeline.sweep import expand
+    from rectest.sim import Simulation
+
+    spec = build_spec(compose_config(Path(p["root"])))
+    spec.sim.seeds = spec.sim.seeds[: p["seeds"]]
     m, n, d = p["m"], p["n"], p["d"]
-    replicas = expand(swept_values(cfg, n), list(cfg.sim.seeds)[: p["seeds"]])
-    policy = Policy(beta=[r.params["beta"] for r in replicas], k=[r.params["k"] for r in replicas])
-    dynamics = Dynamics(
-        eta_u=[r.params["eta_u"] for r in replicas],
-        eta_c=[r.params["eta_c"] for r in replicas],
-        f=cfg.dynamics.f,
-        g=cfg.dynamics.g,
-    )
-    seeds = [r.seed for r in replicas]
+    sweep = expand(dataclasses.replace(spec), n, d)
+    replicas = sweep.replicas
     sim = Simulation(
-        _state(m, n, d), policy, dynamics, seeds, log_every=10**9, chunk_size=int(cfg.sim.chunk_size)
+        _state(m, n, d), sweep.policy, sweep.dynamics, sweep.seeds, log_every=10**9, chunk_size=spec.sim.chunk_size
     )
     ks = sorted({r.params["k"] for r in replicas})
     shape = f"m={m:,} x n={n:,}, k in {ks}, {len(replicas)} replicas"

@@ -39,7 +39,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402, F401
 from hydra.utils import instantiate  # noqa: E402
 
-import rectest.config  # noqa: E402, F401
+import rectest.pipeline.compose  # noqa: E402, F401
 from rectest.data.datamodule import InteractionDataModule  # noqa: E402
 from rectest.data.interactions import Interactions, Split  # noqa: E402
 from rectest.data.movielens import load_ml100k_fold  # noqa: E402

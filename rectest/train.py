@@ -1,7 +1,10 @@
 """Entry point: ``python -m rectest.train [group=option ...] [+experiment=NAME] [key=value ...]``.
 
-A thin Hydra wrapper around :func:`rectest.pipeline.run`, and the only place that sets process-wide state
-(warning filters, library log levels). Every user error ends with one line ``rectest: error: ...`` on
+A thin Hydra wrapper around :func:`rectest.pipeline.run`: it turns the composed config into the typed
+:class:`~rectest.pipeline.spec.RunSpec` once, sets the process-wide state (torch's threads, the
+torch.distributed group under torchrun, warning filters, library log levels) and returns the run's
+objective (``sim.objective``, the final measure averaged over replicas) so Hydra sweepers can optimise it.
+Every user error ends with one line ``rectest: error: ...`` on
 stderr and exit status 2, never a traceback: bad files and values (raised by rectest), and bad overrides
 (an unknown group option, a misspelt key), which are checked by composing the config once before Hydra
 runs the job. Ctrl-C prints ``rectest: interrupted ...`` and exits 130; a simulation stopped by the
@@ -12,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import os
 import shutil
 import sys
 import warnings
@@ -21,9 +25,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from rectest import config as _config  # noqa: F401  (registers the config schemas)
 from rectest.errors import ConfigError, RectestError
-from rectest.rundir import RunFolder, RunLocked
+from rectest.pipeline import compose as _config  # registers the config schemas
+from rectest.pipeline.rundir import RunFolder, RunLocked
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 OUTPUTS = "outputs"
@@ -53,12 +57,19 @@ def main(cfg: DictConfig) -> float | None:
         RunFolder(run_dir).lock_now()  # before the heavy imports: a second process is refused at once
     except RunLocked as err:
         fail(f"rectest: error: {err}", 2)
-    from rectest.pipeline import run
+    from rectest.pipeline import process, runner
     from rectest.sim import SimulationError
 
     quiet_libraries()
     try:
-        run(cfg)
+        spec = _config.build_spec(cfg)
+        if spec.sim.shards != 1:
+            process.join_processes(cuda=runner.resolve_device(spec.sim.device).type == "cuda")
+        ready = runner.prepare(spec)
+        process.use_threads(spec.sim.threads, ready.size)
+        folder = runner.execute(ready, run_dir)
+        if spec.sim.steps > 0 and (folder / RunFolder.SUMMARY).exists():
+            return runner.objective(folder, spec.sim.objective)
     except RunLocked as err:  # another process's folder: leave it alone
         fail(f"rectest: error: {err}", 2)
     except RectestError as err:
@@ -69,6 +80,8 @@ def main(cfg: DictConfig) -> float | None:
         fail("rectest: interrupted; run the same command to resume (or to start again)", 130)
     except SimulationError as err:  # the NaN/Inf guard: names the step and the replicas
         fail(f"rectest: simulation stopped: {err}", 3)
+    finally:
+        process.leave_processes()
     return None
 
 
@@ -111,6 +124,10 @@ def check_overrides(argv: list[str]) -> DictConfig | None:
         with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
             cfg = compose(config_name="config", overrides=argv)
     except Exception as err:  # noqa: BLE001  (any composition failure is a bad override)
+        cause = err.__cause__
+        if cause is not None and "Error merging override" in str(err):  # a value the schema refuses
+            override = str(err).split("Error merging override", 1)[1].strip().splitlines()[0]
+            raise ConfigError(f"{override}: {_config.plain_message(cause)}") from None
         text = " ".join(line.strip() for line in str(err).splitlines() if line.strip())
         raise ConfigError(f"bad override ({text})") from None
     unknown = sorted(set(cfg) - set(TOP_LEVEL_KEYS))
@@ -137,11 +154,20 @@ def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
     elif "run_name" in given:
         folder = RunFolder(Path(OUTPUTS) / given["run_name"])
     else:
+        if process_count() > 1:
+            raise ConfigError(
+                "a run launched by torchrun needs run_name=NAME: every process writes into one run folder"
+            )
         return
     existed = folder.root.exists()
     folder.lock_now()
     if existed:
-        folder.refuse_if_taken(cfg)
+        folder.refuse_if_taken(_config.identity(cfg))
+
+
+def process_count() -> int:
+    """Processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")

@@ -14,7 +14,7 @@ import torch  # noqa: E402
 from hydra import compose, initialize_config_dir  # noqa: E402
 from omegaconf import DictConfig  # noqa: E402
 
-import rectest.config  # noqa: F401, E402  (registers the schemas)
+import rectest.pipeline.compose  # noqa: F401, E402  (registers the schemas)
 
 torch.set_num_threads(1)
 
@@ -27,6 +27,14 @@ def compose_config(overrides: list[str] | None = None) -> DictConfig:
     """Compose the real primary config with overrides, as the command line would."""
     with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
         return compose(config_name="config", overrides=overrides or [], return_hydra_config=False)
+
+
+def run_config(cfg: DictConfig, run_dir: Path) -> Path:
+    """Run a composed config as the entry point does: the typed spec, then the pipeline."""
+    from rectest.pipeline import run
+    from rectest.pipeline.compose import build_spec
+
+    return run(build_spec(cfg), run_dir)
 
 
 @pytest.fixture

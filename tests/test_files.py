@@ -37,7 +37,7 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_run_folder_results_get_the_umask_permissions(tmp_path):
-    from rectest.pipeline import run
+    from tests.conftest import run_config as run
     from tests.conftest import compose_config
 
     old = os.umask(0o022)
@@ -51,7 +51,7 @@ def test_run_folder_results_get_the_umask_permissions(tmp_path):
 
 
 def test_a_data_parallel_worker_takes_no_lock(tmp_path, monkeypatch):
-    from rectest.rundir import RunFolder, RunLocked
+    from rectest.pipeline.rundir import RunFolder, RunLocked
 
     first, second = RunFolder(tmp_path / "run"), RunFolder(tmp_path / "run")
     import fcntl

@@ -80,9 +80,10 @@ def test_sharded_simulation_runs_on_cuda_and_draws_what_the_engine_draws() -> No
 @needs_cuda
 @pytest.mark.usefixtures("exact_matmul")
 def test_device_auto_picks_cuda() -> None:
-    from rectest.pipeline import resolve_device
+    from rectest.pipeline.runner import resolve_device
+    from rectest.pipeline.spec import Device
 
-    assert resolve_device("auto").type == "cuda"
+    assert resolve_device(Device.auto).type == "cuda"
 
 
 def _with_callback(make_trainer, extra, **kwargs):  # -> pl.Trainer

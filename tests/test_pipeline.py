@@ -13,7 +13,8 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 
 from rectest.data.interactions import Interactions
 from rectest.errors import ConfigError
-from rectest.pipeline import _choose_creators, run
+from rectest.pipeline.start import choose_creators as _choose_creators
+from tests.conftest import run_config as run
 from rectest.sim.geometry import iid_abs_cosine
 from tests.conftest import CONF, compose_config
 
@@ -114,17 +115,20 @@ def test_a_finished_run_is_never_overwritten(tmp_path):
 
 def test_bad_values_are_refused_before_any_work(tmp_path):
     for override, message in [
-        ("policy.beta=-1", "policy.beta"),
-        ("policy.k=0", "policy.k"),
-        ("policy.tau=1.5", "policy.tau"),
-        ("policy.eps=2", "policy.eps"),
-        ("dynamics.eta_u=0", "dynamics.eta_u"),
-        ("dynamics.eta_c=1.5", "dynamics.eta_c"),
-        ("dynamics.fixed_dims=64", "dynamics.fixed_dims"),
-        ("dynamics.g=cube", "dynamics.g"),
-        ("sim.transform=rotate", "sim.transform"),
+        ("policy.beta=-1", "policy.beta=-1.0: expected a value in [0.0, inf]"),
+        ("policy.k=0", "policy.k=0: expected an integer >= 1"),
+        ("policy.k=[5,60]", "policy.k=60: expected k <= n = 50 creators"),
+        ("policy.tau=1.5", "policy.tau=1.5"),
+        ("policy.eps=2", "policy.eps=2.0"),
+        ("policy.k=abc", "policy.k='abc': expected a whole number or 'n'"),
+        ("dynamics.eta_u=-0.1", "dynamics.eta_u=-0.1: expected a value in [0.0, 1.0]"),
+        ("dynamics.eta_c=1.5", "dynamics.eta_c=1.5"),
+        ("dynamics.fixed_dims=64", "dynamics.fixed_dims=64: expected fewer than d = 64 dimensions"),
         ("sim.seeds=[0,3,0]", "sim.seeds=[0, 3, 0]: seed(s) [0] repeated"),
-        ("sim.creators=best", "sim.creators"),
+        ("sim.steps=-1", "sim.steps=-1: expected a whole number >= 0"),
+        ("model.dim=0", "model.dim=0: expected a whole number >= 1"),
+        ("sim.objective=XX", "sim.objective='XX': expected one of CD"),
+        ("sim.shards=2", "sim.shards=2: a sharded run starts from vectors every process can read"),
         ("sim.init=truth", None),  # valid on synthetic data: must not raise here
     ]:
         cfg = compose_config(["logger=none", "sim.steps=1", "sim.seeds=[0]", *QUIET, override])
@@ -133,6 +137,21 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
         with pytest.raises(ConfigError, match=re.escape(message)):
             run(cfg, tmp_path / "bad")
         assert not (tmp_path / "bad").exists(), f"{override} left a run folder behind"
+
+
+def test_unknown_choices_are_refused_when_the_config_is_composed():
+    from rectest.train import check_overrides
+
+    for override, choices in [
+        ("dynamics.g=cube", "[sign, identity, tanh]"),
+        ("sim.transform=rotate", "[none, center, whiten, whiten_each]"),
+        ("sim.creators=best", "[most_rated, random, all]"),
+        ("sim.device=gpu", "[auto, cpu, cuda]"),
+        ("model.feedback=both", "[explicit, implicit]"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(f"{override}: Invalid value")) as caught:
+            check_overrides([override])
+        assert caught.value.args[0].endswith(f"expected one of {choices}")
 
 
 def test_init_truth_starts_from_the_synthetic_world(tmp_path):

@@ -78,8 +78,8 @@ def test_a_bad_checkpoint_is_refused_clearly(tmp_path, content):
     import torch
 
     from rectest.errors import ConfigError
-    from rectest.pipeline import run
-    from rectest.rundir import RunFolder
+    from tests.conftest import run_config as run
+    from rectest.pipeline.rundir import RunFolder
     from tests.conftest import compose_config
 
     cfg = compose_config(
@@ -92,7 +92,9 @@ def test_a_bad_checkpoint_is_refused_clearly(tmp_path, content):
         ]
     )
     folder = RunFolder(tmp_path / "run")
-    folder.claim(cfg)
+    from rectest.pipeline.compose import identity
+
+    folder.claim(identity(cfg))
     if content == "garbage":
         folder.checkpoint.write_bytes(b"not a checkpoint at all")
     elif content == "truncated":

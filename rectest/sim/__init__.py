@@ -31,6 +31,7 @@ from rectest.sim.measures import (
 from rectest.sim.policies import Policy
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import cosine_scores, normalize
+from rectest.sim.shards import UserShards
 from rectest.sim.state import State, random_sphere
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "Simulation",
     "SimulationError",
     "State",
+    "UserShards",
     "cosine_scores",
     "count_clusters",
     "creator_diversity",

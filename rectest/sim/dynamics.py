@@ -11,6 +11,7 @@ from torch import Tensor
 
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.scoring import normalize
+from rectest.sim.shards import UserShards, creator_sums
 
 Impact = str | Callable[[Tensor], Tensor]
 IMPACT_NAMES = ("sign", "identity", "tanh")
@@ -63,17 +64,27 @@ class Dynamics:
 
     def __post_init__(self) -> None:
         for name in ("eta_u", "eta_c"):
-            values = as_list(getattr(self, name), name)
+            values = as_list(getattr(self, name), f"dynamics.{name}")
             if values is None:
-                raise ValueError(f"{name}=None: expected a rate in [0, 1]")
-            check_range(values, name, 0.0, 1.0)
-        for x in as_list(self.fixed_dims, "fixed_dims") or [0.0]:
+                raise ValueError(f"dynamics.{name}=None: expected a rate in [0, 1]")
+            check_range(values, f"dynamics.{name}", 0.0, 1.0)
+        for x in as_list(self.fixed_dims, "dynamics.fixed_dims") or [0.0]:
             if x != int(x) or x < 0:
-                raise ValueError(f"fixed_dims={x}: expected an integer >= 0")
+                raise ValueError(f"dynamics.fixed_dims={x:g}: expected an integer >= 0")
         if not math.isfinite(self.tanh_slope) or self.tanh_slope <= 0:
-            raise ValueError(f"tanh_slope={self.tanh_slope}: expected a positive number")
+            raise ValueError(f"dynamics.tanh_slope={self.tanh_slope}: expected a positive number")
         impact_function(self.f, self.tanh_slope)
         impact_function(self.g, self.tanh_slope)
+
+    def check(self, d: int) -> None:
+        """Refuse as many fixed dimensions as the vectors have (the check that needs ``d``).
+
+        Raises:
+            ValueError: ``fixed_dims >= d``.
+        """
+        fixed = as_list(self.fixed_dims, "dynamics.fixed_dims") or [0.0]
+        if max(fixed) >= d:
+            raise ValueError(f"dynamics.fixed_dims={int(max(fixed))}: expected fewer than d = {d} dimensions")
 
     def bind(self, replicas: int, d: int, device: torch.device, dtype: torch.dtype) -> BoundDynamics:
         """Resolve the parameters for ``replicas`` replicas in dimension ``d``.
@@ -81,6 +92,7 @@ class Dynamics:
         Raises:
             ValueError: a per-replica list of the wrong length, or ``fixed_dims >= d``.
         """
+        self.check(d)
         return BoundDynamics(self, replicas, d, device, dtype)
 
 
@@ -88,11 +100,12 @@ class BoundDynamics:
     """Dynamics with per-replica parameters as tensors; applies one synchronous update."""
 
     def __init__(self, dyn: Dynamics, replicas: int, d: int, device: torch.device, dtype: torch.dtype):
-        self.eta_u = column(per_replica(as_list(dyn.eta_u, "eta_u"), replicas, "eta_u"), device, dtype)
-        self.eta_c = column(per_replica(as_list(dyn.eta_c, "eta_c"), replicas, "eta_c"), device, dtype)
-        fixed = [int(x) for x in per_replica(as_list(dyn.fixed_dims, "fixed_dims"), replicas, "fixed_dims")]
-        if max(fixed) >= d:
-            raise ValueError(f"fixed_dims={max(fixed)}: expected fewer fixed dimensions than d = {d}")
+        def values(name: str) -> list[float]:
+            return per_replica(as_list(getattr(dyn, name), f"dynamics.{name}"), replicas, f"dynamics.{name}")
+
+        self.eta_u = column(values("eta_u"), device, dtype)  # (R, 1, 1)
+        self.eta_c = column(values("eta_c"), device, dtype)  # (R, 1, 1)
+        fixed = [int(x) for x in values("fixed_dims")]
         self.free = None
         if max(fixed) > 0:
             dims = torch.arange(d, device=device).view(1, 1, d)
@@ -100,29 +113,28 @@ class BoundDynamics:
         self.f = impact_function(dyn.f, dyn.tanh_slope)
         self.g = impact_function(dyn.g, dyn.tanh_slope)
 
-    def update(self, users: Tensor, creators: Tensor, chosen: Tensor) -> tuple[Tensor, Tensor]:
+    def update(
+        self, users: Tensor, creators: Tensor, chosen: Tensor, shards: UserShards | None = None
+    ) -> tuple[Tensor, Tensor]:
         """One synchronous update from the time-t vectors.
 
         Args:
-            users: ``(R, m, d)`` unit user vectors at time t.
+            users: ``(R, m, d)`` unit user vectors at time t (this rank's share when sharded).
             creators: ``(R, n, d)`` unit creator vectors at time t.
             chosen: ``(R, m)`` int64 index of the creator shown to each user.
+            shards: adds the other ranks' users to each creator's audience (None: all users are here).
 
         Returns:
             New ``(R, m, d)`` users and ``(R, n, d)`` creators, on the sphere; a creator shown to nobody is
             returned unchanged (bit for bit).
         """
-        R, m, d = users.shape
-        n = creators.shape[1]
+        d, n = users.shape[2], creators.shape[1]
         shown = creators.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # (R, m, d) v_{i_j}
         s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
         new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
-        flat = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
-        pull = torch.zeros(R * n, d, dtype=users.dtype, device=users.device)
-        pull.index_add_(0, flat, (self.g(s) * users).reshape(-1, d))  # sum_{j in S_i} g(s_ij) u_j
-        count = torch.zeros(R * n, dtype=users.dtype, device=users.device)
-        count.index_add_(0, flat, torch.ones_like(flat, dtype=users.dtype))  # |S_i|
-        pull, count = pull.view(R, n, d), count.view(R, n, 1)
+        terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
+        acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
+        pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
         moved = normalize(creators + self.eta_c * pull / count.clamp_min(1))  # (R, n, d)
         new_creators = torch.where(count > 0, moved, creators)
         return new_users, new_creators

@@ -16,6 +16,7 @@ from rectest.sim.errors import SimulationError
 from rectest.sim.policies import Policy
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
+from rectest.sim.shards import UserShards
 from rectest.sim.state import State
 
 UD_MAX_USERS = 4096
@@ -43,6 +44,9 @@ class Simulation:
         r_polarized: radius of the r-polarization flag.
         ud_max_users: UD is computed over an evenly strided subset of at most this many users (exact when
             ``m <= ud_max_users``), since all user pairs would cost ``m^2 d`` per logged step.
+        shards: this process's share of the users (:class:`~rectest.sim.shards.UserShards`, launched with
+            torchrun): the simulation holds users ``[shards.start, shards.stop)`` of ``state`` and every
+            reduction over users runs over all ranks; the result is one process's. None: all users here.
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).
@@ -58,6 +62,7 @@ class Simulation:
         chunk_size: int = 8192,
         r_polarized: float = 0.05,
         ud_max_users: int = UD_MAX_USERS,
+        shards: UserShards | None = None,
     ):
         seeds = [int(s) for s in seeds]
         if not seeds:
@@ -72,7 +77,11 @@ class Simulation:
         R = len(seeds)
         if state.replicas not in (1, R):
             raise ValueError(f"the state has {state.replicas} replicas but seeds has {R} entries")
-        self.users = state.users.expand(R, -1, -1).clone()  # (R, m, d)
+        if shards is not None and shards.total != state.m:
+            raise ValueError(f"shards over {shards.total} users, but the state has {state.m}")
+        self.shards = shards
+        mine = slice(shards.start, shards.stop) if shards is not None else slice(None)
+        self.users = state.users[:, mine].expand(R, -1, -1).clone()  # (R, m, d), this rank's m_r if sharded
         self.creators = state.creators.expand(R, -1, -1).clone()  # (R, n, d)
         device, dtype = self.users.device, self.users.dtype
         self.policy = policy.bind(R, state.n, device, dtype)
@@ -80,7 +89,7 @@ class Simulation:
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
-        self.ud_stride = math.ceil(state.m / ud_max_users)
+        self.ud_stride = math.ceil(state.m / ud_max_users)  # the sample is over all m users
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
         self._records: list[dict[str, Tensor]] = []
@@ -88,8 +97,18 @@ class Simulation:
 
     @property
     def state(self) -> State:
-        """The current vectors (a copy)."""
-        return State(self.users.clone(), self.creators.clone())
+        """The current vectors (a copy; this rank's users when sharded, see :meth:`gather_state`)."""
+        return State.of_unit(self.users.clone(), self.creators.clone())
+
+    def gather_state(self) -> State:
+        """The vectors of all ``m`` users and the creators (a copy; a collective call when sharded)."""
+        users = self.users
+        if self.shards is not None and self.shards.world > 1:
+            R, _, d = users.shape
+            full = users.new_zeros(R, self.shards.total, d)
+            full[:, self.shards.start : self.shards.stop] = users
+            users = self.shards.reduce(full)  # every other rank adds exact zeros
+        return State.of_unit(users.clone(), self.creators.clone())
 
     @property
     def replicas(self) -> int:
@@ -119,12 +138,15 @@ class Simulation:
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
         if logged or bool((self.first_polarized_step < 0).any()):
-            polarized = M.is_polarized(self.users, self.creators, self.r_polarized)  # (R,)
+            polarized = M.is_polarized(self.users, self.creators, self.r_polarized, self.shards)  # (R,)
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
-        users, creators = self.dynamics.update(self.users, self.creators, chosen)  # 3. + 4. update
-        self._guard(torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2)), "vectors")
+        users, creators = self.dynamics.update(self.users, self.creators, chosen, self.shards)  # 3. + 4.
+        finite = torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2))  # (R,)
+        if self.shards is not None:  # every rank stops together
+            finite = self.shards.reduce(finite.to(torch.int32), "min").bool()
+        self._guard(finite, "vectors")
         self.users, self.creators = users, creators
         self.t += 1
         return chosen
@@ -154,19 +176,20 @@ class Simulation:
     def draw_uniforms(self) -> Tensor:
         """This step's uniforms: one per user per replica, each replica from its own generator.
 
-        A hook for subclasses that hold a slice of the users (``rectest.sim.distributed``): they draw the
-        uniforms of all users and keep their own, so a user's draw does not depend on the sharding.
+        A sharded simulation draws the uniforms of all users and keeps its own, so a user's draw does not
+        depend on the sharding.
 
         Returns:
             ``(R, m)`` draws in ``[0, 1)`` for the users this simulation holds.
         """
-        m = self.users.shape[1]
-        return torch.stack(
+        m = self.shards.total if self.shards is not None else self.users.shape[1]
+        every = torch.stack(
             [
                 torch.rand(m, generator=g, device=self.users.device, dtype=self.users.dtype)
                 for g in self.generators
             ]
         )  # (R, m)
+        return every if self.shards is None else every[:, self.shards.start : self.shards.stop]
 
     def _policy_view(
         self, score_users: Tensor | None, score_creators: Tensor | None
@@ -224,7 +247,10 @@ class Simulation:
                 rd_c, rr_c = M.recommendation_sums(w / total, scores, self.creators)
                 rd += rd_c
                 rr += rr_c
-        return chosen, rd / m, rr / m
+        if self.shards is None or not logged:
+            return chosen, rd / m, rr / m
+        sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
+        return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
 
     def _sample_split(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> bool:
         """A mixed batch: the short top-k lists from their lists, the other replicas from full rows (with
@@ -260,7 +286,8 @@ class Simulation:
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""
-        n, sample = self.creators.shape[1], self.users[:, :: self.ud_stride]
+        n, stride = self.creators.shape[1], self.ud_stride
+        sample = self.users[:, ::stride] if self.shards is None else self.shards.sample(self.users, stride)
         cd, tp, clusters = M.creator_pair_measures(self.creators, self._chunk(n))  # one pass over pairs
         ud = M.user_diversity(sample, self._chunk(sample.shape[1]))
         values = {
@@ -311,10 +338,12 @@ class Simulation:
     def state_dict(self) -> dict[str, Any]:
         """Everything needed to resume bit-identically: vectors, generator states, t, history.
 
-        Holds only tensors, ints, lists and dicts (``torch.load(..., weights_only=True)`` reads it).
+        Holds only tensors, ints, lists and dicts (``torch.load(..., weights_only=True)`` reads it). When
+        sharded, every rank must call it (the users of all ranks are gathered) and any rank's copy resumes
+        any sharding.
         """
         return {
-            "users": self.users.detach().cpu().clone(),
+            "users": self.gather_state().users.detach().cpu(),  # all m users (a collective when sharded)
             "creators": self.creators.detach().cpu().clone(),
             "t": self.t,
             "seeds": list(self.seeds),
@@ -329,7 +358,8 @@ class Simulation:
         Raises:
             ValueError: shapes or seeds differ from this simulation's.
         """
-        if tuple(sd["users"].shape) != tuple(self.users.shape) or tuple(sd["creators"].shape) != tuple(
+        users = sd["users"] if self.shards is None else sd["users"][:, self.shards.start : self.shards.stop]
+        if tuple(users.shape) != tuple(self.users.shape) or tuple(sd["creators"].shape) != tuple(
             self.creators.shape
         ):
             raise ValueError(
@@ -340,7 +370,7 @@ class Simulation:
             raise ValueError(
                 f"checkpoint seeds {list(sd['seeds'])} differ from this simulation's {self.seeds}"
             )
-        self.users = sd["users"].to(self.users)
+        self.users = users.to(self.users)
         self.creators = sd["creators"].to(self.creators)
         self.t = int(sd["t"])
         for g, s in zip(self.generators, sd["generators"], strict=True):

@@ -8,10 +8,12 @@ All functions take replica-batched tensors and return one value per replica, ``(
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import torch
 from torch import Tensor
+
+from rectest.sim.shards import MIN, SUM, UserShards
 
 CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
 MEASURES = (CD, RD, RR, TP, UD, CLUSTERS, POLARIZED)
@@ -182,7 +184,7 @@ def count_clusters(v: Tensor, cosine: float = CLUSTER_COSINE, chunk: int = DEFAU
         labels = new
 
 
-def polarization_radius(users: Tensor, creators: Tensor) -> Tensor:
+def polarization_radius(users: Tensor, creators: Tensor, shards: UserShards | None = None) -> Tensor:
     """Largest distance of any user or creator to the nearer of ``+c`` and ``-c``.
 
     ``c`` is the principal axis (top eigenvector of ``sum x x^T`` over users and creators), a
@@ -190,30 +192,38 @@ def polarization_radius(users: Tensor, creators: Tensor) -> Tensor:
     sufficient check: with the optimal ``c`` the radius can only be smaller.
 
     Args:
-        users: ``(R, m, d)`` unit vectors.
+        users: ``(R, m, d)`` unit vectors (this rank's share when sharded).
         creators: ``(R, n, d)`` unit vectors.
+        shards: reduces over the other ranks' users (None: all users are here).
 
     Returns:
         ``(R,)`` radii ``max_x sqrt(max(2 - 2 |<x, c>|, 0))``.
     """
-    second = users.transpose(1, 2) @ users + creators.transpose(1, 2) @ creators  # (R, d, d)
+    over = _over(shards)
+    second = over(users.transpose(1, 2) @ users, SUM) + creators.transpose(1, 2) @ creators  # (R, d, d)
     axis = torch.linalg.eigh(second.double())[1][..., -1].to(users.dtype)  # (R, d) top eigenvector
-    cos_u = (users @ axis.unsqueeze(-1)).abs().amin((1, 2))  # (R,)
+    cos_u = over((users @ axis.unsqueeze(-1)).abs().amin((1, 2)), MIN)  # (R,)
     cos_c = (creators @ axis.unsqueeze(-1)).abs().amin((1, 2))  # (R,)
     return (2 - 2 * torch.minimum(cos_u, cos_c)).clamp_min(0).sqrt()
 
 
-def is_polarized(users: Tensor, creators: Tensor, r: float) -> Tensor:
+def is_polarized(users: Tensor, creators: Tensor, r: float, shards: UserShards | None = None) -> Tensor:
     """``(R,)`` bool: :func:`polarization_radius` ``<= r``, skipping replicas that cannot be polarized.
 
     Cheap necessary condition first: in an r-polarized state every vector lies within ``2r`` of
     ``+-v_0`` (the first creator), i.e. ``|<x, v_0>| >= 1 - 2 r^2``.
     """
     anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
-    near = torch.minimum((users @ anchor).abs().amin((1, 2)), (creators @ anchor).abs().amin((1, 2)))
-    candidates = (near >= 1 - 2 * r * r).nonzero().flatten()  # (R',)
+    near_u = _over(shards)((users @ anchor).abs().amin((1, 2)), MIN)  # (R,)
+    near = torch.minimum(near_u, (creators @ anchor).abs().amin((1, 2)))
+    candidates = (near >= 1 - 2 * r * r).nonzero().flatten()  # (R',), the same on every rank
     out = torch.zeros(users.shape[0], dtype=torch.bool, device=users.device)
     if candidates.numel():
-        radius = polarization_radius(users[candidates], creators[candidates])
+        radius = polarization_radius(users[candidates], creators[candidates], shards)
         out[candidates] = radius <= r
     return out
+
+
+def _over(shards: UserShards | None) -> Callable[[Tensor, str], Tensor]:
+    """Reduction over the users of every rank (the identity when all users are here)."""
+    return shards.reduce if shards is not None else (lambda x, op: x)

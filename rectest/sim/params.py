@@ -12,8 +12,13 @@ Scalar = int | float
 PerReplica = Scalar | Sequence[Scalar] | Tensor | None
 
 
-def as_list(value: PerReplica, name: str) -> list[float] | None:
+def as_list(value: PerReplica, name: str, optional: bool = False) -> list[float] | None:
     """Return the values of a scalar or sequence parameter as a flat list (``None`` stays ``None``).
+
+    Args:
+        value: a number, a sequence of numbers (one per replica) or None.
+        name: the parameter's name for messages.
+        optional: a sequence may hold None for a replica where the parameter is off.
 
     Raises:
         ValueError: the value is neither a number nor a flat sequence of numbers.
@@ -27,6 +32,9 @@ def as_list(value: PerReplica, name: str) -> list[float] | None:
     if isinstance(value, Sequence) and not isinstance(value, str):
         out = []
         for x in value:
+            if x is None and optional:
+                out.append(None)
+                continue
             if isinstance(x, bool) or not isinstance(x, (int, float)):
                 raise ValueError(f"{name}={value!r}: expected a number or a list of numbers")
             out.append(float(x))
@@ -49,9 +57,11 @@ def per_replica(values: list[float], replicas: int, name: str) -> list[float]:
     return values
 
 
-def check_range(values: list[float] | None, name: str, low: float, high: float) -> None:
+def check_range(values: list[float | None] | None, name: str, low: float, high: float) -> None:
     """Raise ``ValueError`` naming the value when any element lies outside ``[low, high]`` or is NaN."""
     for x in values or []:
+        if x is None:  # off for this replica
+            continue
         if math.isnan(x) or x < low or x > high:
             raise ValueError(f"{name}={x}: expected a value in [{low}, {high}]")
 

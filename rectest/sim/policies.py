@@ -67,29 +67,42 @@ class Policy:
     rho_tol: float = 1e-6
 
     def __post_init__(self) -> None:
-        beta = as_list(self.beta, "beta")
+        beta = as_list(self.beta, "policy.beta")
         if beta is None:
-            raise ValueError("beta=None: expected a number >= 0 or inf")
-        check_range(beta, "beta", 0.0, math.inf)
-        k = as_list(self.k, "k")
+            raise ValueError("policy.beta=None: expected a number >= 0 or inf")
+        check_range(beta, "policy.beta", 0.0, math.inf)
+        k = as_list(self.k, "policy.k", optional=True)
         for x in k or []:
-            if x != int(x) or x < 1:
-                raise ValueError(f"k={x}: expected an integer >= 1 (or None for no truncation)")
-        check_range(as_list(self.tau, "tau"), "tau", -1.0, 1.0)
-        check_range(as_list(self.eps, "eps"), "eps", 0.0, 1.0)
-        rho = as_list(self.rho, "rho") or [0.0]
-        check_range(rho, "rho", 0.0, 1e30)
-        check_range(as_list(self.mmr_lambda, "mmr_lambda"), "mmr_lambda", 0.0, 1.0)
-        if self.mmr_lambda is not None and k is None:
-            raise ValueError(f"mmr_lambda={self.mmr_lambda}: MMR re-ranking needs k (the list length)")
+            if x is not None and (x != int(x) or x < 1):
+                raise ValueError(f"policy.k={x:g}: expected an integer >= 1 (or None for no truncation)")
+        check_range(as_list(self.tau, "policy.tau", optional=True), "policy.tau", -1.0, 1.0)
+        check_range(as_list(self.eps, "policy.eps"), "policy.eps", 0.0, 1.0)
+        rho = as_list(self.rho, "policy.rho") or [0.0]
+        check_range(rho, "policy.rho", 0.0, 1e30)
+        mmr = as_list(self.mmr_lambda, "policy.mmr_lambda", optional=True)
+        check_range(mmr, "policy.mmr_lambda", 0.0, 1.0)
         if self.rho_iters < 1 or not self.rho_tol > 0:
             raise ValueError(f"rho_iters={self.rho_iters}, rho_tol={self.rho_tol}: expected >= 1 and > 0")
-        if len(beta) > 1 and len(rho) > 1 and len(beta) != len(rho):
-            return  # length mismatch is reported by bind()
-        size = max(len(beta), len(rho))
-        for b, r in zip(beta * (size // len(beta)), rho * (size // len(rho)), strict=True):
+        for lam, x in _pairs(mmr or [None], k or [None]):
+            if lam is not None and x is None:
+                raise ValueError(
+                    f"policy.mmr_lambda={lam} with policy.k=None: MMR re-ranking needs k (the list length)"
+                )
+        for b, r in _pairs(beta, rho):
             if math.isinf(b) and r > 0:
-                raise ValueError(f"rho={r} with beta=inf: the diversity-aware objective needs a finite beta")
+                raise ValueError(
+                    f"policy.rho={r} with policy.beta=inf: the diversity-aware objective needs a finite beta"
+                )
+
+    def check(self, n: int) -> None:
+        """Refuse a list longer than the ``n`` creators (the checks that need ``n``).
+
+        Raises:
+            ValueError: ``k > n``.
+        """
+        k = [x for x in as_list(self.k, "policy.k", optional=True) or [] if x is not None]
+        if k and max(k) > n:
+            raise ValueError(f"policy.k={int(max(k))}: expected k <= n = {n} creators")
 
     def bind(self, replicas: int, n: int, device: torch.device, dtype: torch.dtype) -> BoundPolicy:
         """Resolve the parameters for ``replicas`` replicas of ``n`` creators.
@@ -97,7 +110,17 @@ class Policy:
         Raises:
             ValueError: a per-replica list of the wrong length, or ``k > n``.
         """
+        self.check(n)
         return BoundPolicy(self, replicas, n, device, dtype)
+
+
+def _pairs(a: list, b: list) -> list[tuple]:
+    """Per-replica pairs of two parameter lists (a one-element list broadcasts; other lengths: none, the
+    length mismatch is reported by ``bind``)."""
+    if len(a) > 1 and len(b) > 1 and len(a) != len(b):
+        return []
+    size = max(len(a), len(b))
+    return list(zip(a * (size // len(a)), b * (size // len(b)), strict=True))
 
 
 class BoundPolicy:
@@ -105,13 +128,12 @@ class BoundPolicy:
 
     def __init__(self, policy: Policy, replicas: int, n: int, device: torch.device, dtype: torch.dtype):
         def values(v: PerReplica, name: str, off: float) -> list[float]:
-            vals = as_list(v, name)
-            return per_replica(vals if vals is not None else [off], replicas, name)
+            vals = as_list(v, f"policy.{name}", optional=True)
+            vals = per_replica(vals if vals is not None else [off], replicas, f"policy.{name}")
+            return [off if x is None else x for x in vals]  # None: off for that replica
 
         beta = values(policy.beta, "beta", 1.0)
-        k = values(policy.k, "k", n)
-        if max(k) > n:
-            raise ValueError(f"k={int(max(k))}: expected k <= n = {n} creators")
+        k = values(policy.k, "k", n)  # k = n is no truncation
         # tau = -1 admits every cosine; treat it as off so float rounding below -1 cannot exclude a creator
         tau = [-math.inf if t <= -1 else t for t in values(policy.tau, "tau", -math.inf)]
         eps = values(policy.eps, "eps", 0.0)
@@ -129,8 +151,9 @@ class BoundPolicy:
                 groups.setdefault(int(x), []).append(r)
         self.k_groups = {x: torch.tensor(rs, device=device) for x, rs in groups.items()}  # k -> replicas
         self.mmr = None
-        if policy.mmr_lambda is not None:
-            self.mmr = column(values(policy.mmr_lambda, "mmr_lambda", 0.0), device, dtype)
+        if any(x is not None for x in as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or []):
+            # lambda = 1 (plain relevance) for the replicas without re-ranking
+            self.mmr = column(values(policy.mmr_lambda, "mmr_lambda", 1.0), device, dtype)
             self.kmax = int(max(k))
         self.tau = column(tau, device, dtype) if any(t > -math.inf for t in tau) else None
         self.eps = column(eps, device, dtype) if any(e > 0 for e in eps) else None

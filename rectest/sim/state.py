@@ -97,4 +97,12 @@ class State:
 
     def clone(self) -> State:
         """A deep copy."""
-        return State(self.users.clone(), self.creators.clone())
+        return State.of_unit(self.users.clone(), self.creators.clone())
+
+    @classmethod
+    def of_unit(cls, users: Tensor, creators: Tensor) -> State:
+        """A state of ``(R, m, d)`` and ``(R, n, d)`` vectors already on the sphere (the engine's own): no
+        checks and no second projection, which could move a vector by a rounding step."""
+        state = cls.__new__(cls)
+        state.users, state.creators = users, creators
+        return state

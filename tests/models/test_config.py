@@ -10,9 +10,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-import rectest.config  # noqa: F401  (registers the plain-node schemas)
-from rectest import training
-from rectest.config import build
+import rectest.pipeline.compose  # noqa: F401  (registers the plain-node schemas)
+from rectest.pipeline import training
+from rectest.pipeline.compose import build_spec
 from rectest.data.datamodule import pairs_to_mask
 from rectest.errors import ConfigError
 from rectest.models.mf import MatrixFactorization
@@ -81,7 +81,7 @@ def test_trainer_options_are_partial_trainers(option: str) -> None:
 def test_the_training_plan_hands_exclude_positives_to_the_batches(option: str) -> None:
     cfg = compose_with(f"model={option}", "model.dim=4", "data.n_users=20", "data.n_creators=12")
     cfg.data.ratings_per_user = 6
-    todo = training.plan(cfg, build(cfg.data, "data"))
+    todo = training.plan(build_spec(cfg), build_spec(cfg).data())
     dm = todo.datamodule
     assert dm.exclude_positives is bool(cfg.model.exclude_positives)
     batch = next(iter(dm.train_dataloader()))
@@ -96,4 +96,4 @@ def test_sampled_negatives_with_the_full_softmax_are_refused() -> None:
     cfg = compose_with("model=two_tower", "model.num_negatives=8", "data.n_users=20", "data.n_creators=12")
     cfg.data.ratings_per_user = 6
     with pytest.raises(ConfigError, match="num_negatives=0"):
-        training.plan(cfg, build(cfg.data, "data"))
+        training.plan(build_spec(cfg), build_spec(cfg).data())

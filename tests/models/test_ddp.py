@@ -32,8 +32,8 @@ SCRIPT = textwrap.dedent(
     import torch
     from hydra import compose, initialize_config_dir
 
-    import rectest.config
-    from rectest.config import build
+    import rectest.pipeline.compose
+    from rectest.pipeline.compose import build_spec
     from rectest.data.datamodule import InteractionDataModule
     from rectest.data.interactions import Interactions, Split
     from rectest.models.fit import fit
@@ -46,7 +46,7 @@ SCRIPT = textwrap.dedent(
                  "trainer.enable_progress_bar=false", "trainer.log_every_n_steps=1"]
     with initialize_config_dir(config_dir=conf, version_base="1.3"):
         cfg = compose(config_name="config", overrides=overrides)
-    make_trainer = build(cfg.trainer, "trainer")
+    make_trainer = build_spec(cfg).trainer
 
     rng = np.random.default_rng(0)  # every rating of a 200 x 100 rank-2 matrix in [1, 5]
     m, n = 200, 100

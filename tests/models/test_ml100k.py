@@ -22,7 +22,7 @@ import pytorch_lightning as pl
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
-import rectest.config  # noqa: F401  (registers the plain-node schemas)
+import rectest.pipeline.compose  # noqa: F401  (registers the plain-node schemas)
 from rectest.data.datamodule import InteractionDataModule
 from rectest.data.interactions import Split
 from rectest.data.movielens import load_ml100k_fold, load_movielens

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from rectest.pipeline import run
+from tests.conftest import run_config as run
 from rectest.report.fidelity import EXTRA_PAPER, PAPER_T0, main, paper_cell, tp_drift
 from rectest.report.metrics_log import read_metrics
 from tests.conftest import compose_config

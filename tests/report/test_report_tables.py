@@ -139,7 +139,7 @@ def test_table_shows_the_first_polarized_step_like_the_console():
 
 
 def test_paper_columns_only_beside_a_comparable_run(tmp_path):
-    from rectest.pipeline import run
+    from tests.conftest import run_config as run
     from tests.conftest import compose_config
 
     base = ["+experiment=topk", "sim.steps=3", "sim.seeds=[0]", "logger=none", "trainer.max_epochs=1"]

@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
-from rectest.sim.distributed import ShardedSimulation, shard_bounds
+from rectest.sim.shards import UserShards, shard_bounds
 
 REPO = Path(__file__).resolve().parents[2]
 M_USERS, N_CREATORS, DIM, STEPS = 37, 11, 5, 24  # 37 users: an uneven split over 2 ranks
@@ -31,6 +31,11 @@ SCENARIOS = {
     ),
     "threshold_eps": (Policy(beta=2.0, tau=0.3, eps=0.1), Dynamics(f="identity", g="tanh"), [7], 2),
 }
+
+
+def sharded(state: State, policy: Policy, dynamics: Dynamics, seeds: list[int], exact: bool = True, **kw):
+    """The engine over this process's share of the users (the default group, or a world of one)."""
+    return Simulation(state, policy, dynamics, seeds, shards=UserShards(state.m, exact=exact), **kw)
 
 
 def initial_state(dtype: torch.dtype = torch.float32) -> State:
@@ -57,10 +62,12 @@ def score_vectors() -> tuple[torch.Tensor, torch.Tensor]:
     return torch.randn(M_USERS, 3, generator=g), torch.randn(N_CREATORS, 3, generator=g)
 
 
-def learned_run(cls: type[Simulation]) -> dict:
-    """Steps in which the policy sees a recommender's scores (all m users' vectors given to every rank)."""
-    sim = cls(initial_state(), Policy(beta=2.0), Dynamics(), [5, 6], log_every=4)
+def learned_run(make=Simulation) -> dict:
+    """Steps in which the policy sees a recommender's scores (each rank gets its users' vectors)."""
+    sim = make(initial_state(), Policy(beta=2.0), Dynamics(), [5, 6], log_every=4)
     su, sc = score_vectors()
+    if sim.shards is not None:
+        su = su[sim.shards.start : sim.shards.stop]
     chosen = torch.stack([sim.step(su, sc) for _ in range(10)])  # (T, R, m_r)
     return {"chosen": chosen, "history": sim.history}
 
@@ -68,9 +75,9 @@ def learned_run(cls: type[Simulation]) -> dict:
 def resume_run() -> dict:
     """12 steps, a state_dict, then 12 more steps both in the original and in a restored simulation."""
     policy, dynamics, seeds, log_every = SCENARIOS["sampled"]
-    first = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every)
+    first = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every)
     drive(first, 12)
-    second = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every)
+    second = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every)
     second.load_state_dict(first.state_dict())
     return {"original": drive(first, 12)[0], "restored": drive(second, 12)[0], "t": second.t}
 
@@ -92,7 +99,7 @@ def test_shards_cover_the_users_once_and_in_order(total: int, world: int) -> Non
 def test_a_world_of_one_is_the_engine() -> None:
     for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
         ref_chosen, ref_hist, ref = single_process(name)
-        sim = ShardedSimulation(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
+        sim = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
         chosen, hist = drive(sim, STEPS)
         assert torch.equal(chosen, ref_chosen), name
         assert torch.equal(sim.users, ref.users) and torch.equal(sim.creators, ref.creators), name
@@ -110,13 +117,11 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         runs = [(name, name, True) for name in SCENARIOS] + [("sampled/all-reduce", "sampled", False)]
         for key, name, exact in runs:
             policy, dynamics, seeds, log_every = SCENARIOS[name]
-            sim = ShardedSimulation(
-                initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, exact=exact
-            )
+            sim = sharded(initial_state(), policy, dynamics, seeds, exact, log_every=log_every, chunk_size=6)
             chosen, hist = drive(sim, STEPS)
             full = sim.gather_state()
             results[key] = {
-                "bounds": (sim.start, sim.stop),
+                "bounds": (sim.shards.start, sim.shards.stop),
                 "chosen": chosen,
                 "history": hist,
                 "users": full.users,
@@ -127,10 +132,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         axis = torch.nn.functional.normalize(torch.ones(DIM), dim=0)
         signs = torch.tensor([1.0, -1.0]).repeat(20)[:M_USERS].view(-1, 1)
         polar = State(signs * axis, torch.stack([axis, -axis, axis]))
-        sim = ShardedSimulation(polar, Policy(beta=1.0), Dynamics(), [0])
+        sim = sharded(polar, Policy(beta=1.0), Dynamics(), [0])
         sim.step()
         results["polar"] = {"first_polarized_step": sim.first_polarized_step}
-        results["learned"] = learned_run(ShardedSimulation)
+        results["learned"] = learned_run(sharded)
         results["resume"] = resume_run()
         torch.save(results, Path(out_dir) / f"rank{rank}.pt")
     finally:
@@ -196,50 +201,3 @@ def test_each_rank_resumes_from_its_own_state_dict(two_ranks: list[dict]) -> Non
 def test_two_ranks_flag_polarization_over_all_users(two_ranks: list[dict]) -> None:
     for rank in two_ranks:
         assert rank["polar"]["first_polarized_step"].tolist() == [0]
-
-
-def test_command_line_runs_as_a_world_of_one(tmp_path: Path) -> None:
-    out = tmp_path / "history.pt"
-    cmd = [sys.executable, "-m", "rectest.sim.distributed", "--users", "50", "--creators", "8", "--dim", "4"]
-    cmd += ["--steps", "5", "--log-every", "2", "--seeds", "0", "1", "--device", "cpu", "--out", str(out)]
-    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert "1 rank(s), 50 users" in done.stdout
-    hist = torch.load(out, weights_only=True)
-    assert hist["step"].tolist() == [0, 2, 4] and hist["CD"].shape == (3, 2)
-    assert bool(((hist["TP"] > 0) & (hist["TP"] <= 1)).all())
-
-
-@pytest.mark.slow
-def test_torchrun_launch_of_two_ranks_reports_the_single_process_measures(tmp_path: Path) -> None:
-    torchrun = Path(sys.executable).with_name("torchrun")
-    if not torchrun.exists():
-        pytest.skip(f"torchrun not found beside {sys.executable}")
-    args = [
-        "-m",
-        "rectest.sim.distributed",
-        "--users",
-        "301",
-        "--creators",
-        "40",
-        "--dim",
-        "6",
-        "--steps",
-        "12",
-    ]
-    args += ["--k", "5", "--log-every", "3", "--seeds", "0", "1", "--device", "cpu"]
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    two = subprocess.run(
-        [str(torchrun), "--standalone", "--nproc_per_node=2", *args, "--out", str(tmp_path / "two.pt")],
-        cwd=REPO, capture_output=True, text=True, timeout=180, env=env,
-    )  # fmt: skip
-    assert two.returncode == 0, two.stderr[-3000:]
-    assert "2 rank(s), 301 users" in two.stdout
-    one = subprocess.run(
-        [sys.executable, *args, "--out", str(tmp_path / "one.pt")], cwd=REPO, timeout=120, env=env
-    )
-    assert one.returncode == 0
-    a, b = (torch.load(tmp_path / f"{name}.pt", weights_only=True) for name in ("one", "two"))
-    assert torch.equal(a["step"], b["step"]) and a["step"].tolist() == [0, 3, 6, 9, 11]
-    for measure in MEASURES:
-        torch.testing.assert_close(b[measure], a[measure], rtol=1e-5, atol=1e-6, msg=measure)

@@ -138,20 +138,21 @@ def test_mmr_list_equals_the_greedy_loop(gen):
 @pytest.mark.parametrize(
     "params, match",
     [
-        (dict(beta=-1.0), "beta=-1.0"),
-        (dict(beta=math.nan), "beta=nan"),
-        (dict(k=0), "k=0"),
-        (dict(k=2.5), "k=2.5"),
-        (dict(tau=1.5), "tau=1.5"),
-        (dict(eps=-0.1), "eps=-0.1"),
-        (dict(rho=-1.0), "rho=-1.0"),
-        (dict(beta=math.inf, rho=0.5), "rho=0.5 with beta=inf"),
+        (dict(beta=-1.0), "^policy.beta=-1.0"),
+        (dict(beta=math.nan), "^policy.beta=nan"),
+        (dict(k=0), "^policy.k=0"),
+        (dict(k=2.5), "^policy.k=2.5"),
+        (dict(tau=1.5), "^policy.tau=1.5"),
+        (dict(eps=-0.1), "^policy.eps=-0.1"),
+        (dict(rho=-1.0), "^policy.rho=-1.0"),
+        (dict(beta=math.inf, rho=0.5), "^policy.rho=0.5 with policy.beta=inf"),
         (dict(mmr_lambda=0.5), "needs k"),
-        (dict(mmr_lambda=1.5, k=2), "mmr_lambda=1.5"),
-        (dict(beta="x"), "beta='x'"),
+        (dict(mmr_lambda=[0.5, None], k=[None, 3]), "policy.mmr_lambda=0.5 with policy.k=None"),
+        (dict(mmr_lambda=1.5, k=2), "^policy.mmr_lambda=1.5"),
+        (dict(beta="x"), "^policy.beta='x'"),
     ],
 )
-def test_bad_values_are_refused_by_name(params, match):
+def test_bad_values_are_refused_by_their_config_key(params, match):
     with pytest.raises(ValueError, match=match):
         Policy(**params)
 

@@ -25,7 +25,7 @@ from tqdm.auto import tqdm
 
 from rectest.errors import ConfigError, Interrupted
 from rectest.files import atomic_write_text
-from rectest.online import OnlineRecommender
+from rectest.sim.online import OnlineRecommender
 from rectest.report.console import console_summary, timings_line
 from rectest.report.frames import history_frame
 from rectest.report.geometry import GEOMETRY
@@ -41,10 +41,11 @@ from rectest.report.values import (
     setting_key,
     setting_label,
 )
-from rectest.rundir import RunFolder, load_checkpoint, save_checkpoint
-from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere
+from rectest.pipeline.rundir import RunFolder, load_checkpoint, save_checkpoint
+from rectest.sim import Simulation, State, UserShards, random_sphere
 from rectest.sim.geometry import bipolar_prediction, poles
-from rectest.sweep import Replica
+from rectest.pipeline.spec import LoggerSpec, Recommender, SimSpec
+from rectest.pipeline.sweep import Replica, Sweep
 
 log = logging.getLogger("rectest")
 
@@ -60,74 +61,46 @@ IID_MAX_USERS = 4096
 
 @dataclass(frozen=True)
 class Settings:
-    """Everything the loop needs besides the starting vectors and the replicas."""
+    """What the loop needs besides the starting vectors and the sweep: the spec's loop and output
+    settings, and what the pipeline derived from them."""
 
-    steps: int
-    log_every: int
-    checkpoint_every: int
-    chunk_size: int
-    r_polarized: float
-    dtype: torch.dtype
+    sim: SimSpec
+    logger: LoggerSpec
     device: torch.device
-    f: str
-    g: str
-    tanh_slope: float
-    learned: bool
-    window: int
-    feedback_noise: float
-    warm_start_epochs: int
-    tensorboard: bool
-    projector: bool
-    figures: bool
-    progress: str  # bar | lines | off (see rectest.pipeline.progress_mode)
+    progress: str  # bar | lines | off (see rectest.pipeline.runner.progress_mode)
     title: str
     setting: str | None  # "synthetic" or an "ml-*" release: which of the paper's tables to show beside ours
+    shards: UserShards | None = None  # this process's share of the users (None: all of them)
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return getattr(torch, self.sim.dtype.value)
+
+    @property
+    def writes(self) -> bool:
+        """Whether this process writes the run's files (rank 0 of a sharded run, or the only process)."""
+        return self.shards is None or self.shards.rank == 0
 
 
-def _policy_values(replicas: list[Replica], key: str, off: float | None) -> Any:
-    """Per-replica values of one policy key; None when off everywhere, ``off`` where off for some."""
-    vals = [r.params[key] for r in replicas]
-    if all(v is None for v in vals):
-        return None
-    return [off if v is None else v for v in vals]
-
-
-def build_simulation(start, replicas: list[Replica], settings: Settings) -> Simulation:
-    """The engine for these replicas, every one starting from the same vectors."""
-    n = start.creators.shape[0]
+def build_simulation(start, sweep: Sweep, settings: Settings, sharded: bool = True) -> Simulation:
+    """The engine for the sweep's replicas, every one starting from the same vectors."""
     as_t = lambda x: torch.as_tensor(x, dtype=settings.dtype, device=settings.device)  # noqa: E731
     state = State(as_t(start.users), as_t(start.creators))  # one replica; the engine copies it to every seed
-    policy = Policy(
-        beta=[r.params["beta"] for r in replicas],
-        k=_policy_values(replicas, "k", n),  # k = n is no truncation
-        tau=_policy_values(replicas, "tau", -1.0),  # tau = -1 admits every creator
-        eps=[r.params["eps"] for r in replicas],
-        rho=[r.params["rho"] for r in replicas],
-        mmr_lambda=_policy_values(replicas, "mmr_lambda", 1.0),  # lambda = 1 is plain relevance
-    )
-    dynamics = Dynamics(
-        eta_u=[r.params["eta_u"] for r in replicas],
-        eta_c=[r.params["eta_c"] for r in replicas],
-        f=settings.f,
-        g=settings.g,
-        fixed_dims=[int(r.params["fixed_dims"]) for r in replicas],
-        tanh_slope=settings.tanh_slope,
-    )
     return Simulation(
         state,
-        policy,
-        dynamics,
-        seeds=[r.seed for r in replicas],
-        log_every=settings.log_every,
-        chunk_size=settings.chunk_size,
-        r_polarized=settings.r_polarized,
+        sweep.policy,
+        sweep.dynamics,
+        seeds=sweep.seeds,
+        log_every=settings.sim.log_every,
+        chunk_size=settings.sim.chunk_size,
+        r_polarized=settings.sim.r_polarized,
+        shards=settings.shards if sharded else None,
     )
 
 
 def simulate(
     start,
-    replicas: list[Replica],
-    keys: list[str],
+    sweep: Sweep,
     settings: Settings,
     folder: RunFolder,
     resume: bool,
@@ -138,8 +111,8 @@ def simulate(
 
     Args:
         start: the starting vectors (:class:`rectest.pipeline.Start`).
-        replicas: one per swept value and seed.
-        keys: the swept keys (metrics.csv columns).
+        sweep: the replicas (one per swept value and seed), the swept keys (metrics.csv columns) and the
+            engine's policy and dynamics.
         settings: the loop's settings.
         folder: the run folder.
         resume: continue from ``checkpoint.pt``.
@@ -153,17 +126,15 @@ def simulate(
     Returns:
         The summary written to ``summary.json``.
     """
-    try:
-        sim = build_simulation(start, replicas, settings)  # 1.
-    except ValueError as err:  # a combination the engine refuses (e.g. beta=inf with rho > 0)
-        raise ConfigError(str(err)) from None
+    replicas, keys = sweep.replicas, sweep.keys
+    sim = build_simulation(start, sweep, settings)  # 1.
     params = [{k: r.params[k] for k in keys} for r in replicas]
     seeds = [r.seed for r in replicas]
     online = _online(start, replicas, settings)
     every = torch.tensor([int(r.params["retrain_every"]) for r in replicas], device=settings.device)
     pairs = _error_pairs(start, settings)
     columns = [STEP, REPLICA, SEED, *keys, *MEASURES]
-    rows_done = 0
+    rows_done, metrics = 0, None
     if resume:  # 2.
         ck = load_checkpoint(folder.checkpoint)
         try:
@@ -177,27 +148,28 @@ def simulate(
                 f"checkpoint {folder.checkpoint}: does not match this run ({type(err).__name__}: {err}); "
                 "delete it to start the run again"
             ) from None
-        _truncate_retrain_log(folder, sim.t)
-        metrics = MetricsLog.open_for_resume(folder.metrics, last_step=last_logged, columns=columns)
-        log.info("resuming %s at step %d", folder.root, sim.t)
-    else:
+        if settings.writes:
+            _truncate_retrain_log(folder, sim.t)
+            metrics = MetricsLog.open_for_resume(folder.metrics, last_step=last_logged, columns=columns)
+            log.info("resuming %s at step %d", folder.root, sim.t)
+    elif settings.writes:
         metrics = MetricsLog(folder.metrics, columns)
-    writers = _tensorboard(folder, keys, replicas, settings, purge_step=sim.t if resume else None)
-    if writers is not None and not resume and settings.projector:
-        writers.projector(sim.users, sim.creators, 0, start)
+    writers = _tensorboard(folder, keys, settings, purge_step=sim.t if resume else None)
+    if writers is not None and not resume and settings.logger.projector:
+        writers.projector(sim.users, sim.creators, 0, start)  # the start (a one-process run: all users)
     flushed = time.monotonic()
     bar = tqdm(
-        total=settings.steps,
+        total=settings.sim.steps,
         initial=sim.t,
         desc="simulate",
         unit="step",
         disable=settings.progress != "bar",
     )
-    every_line = max(1, settings.steps // PROGRESS_LINES)
+    every_line = max(1, settings.sim.steps // PROGRESS_LINES)
     clock, first_step = time.perf_counter(), sim.t
     try:
-        while sim.t < settings.steps:  # 3.
-            last = sim.t == settings.steps - 1  # the last step is always logged
+        while sim.t < settings.sim.steps:  # 3.
+            last = sim.t == settings.sim.steps - 1  # the last step is always logged
             if online is not None:
                 before = (
                     sim.users,
@@ -212,40 +184,44 @@ def simulate(
                     _log_retrain(folder, sim.t, rmse, seeds, params, writers)
             else:
                 sim.step(log=last)
-            due_checkpoint = settings.checkpoint_every and sim.t % settings.checkpoint_every == 0
-            if due_checkpoint or sim.t == settings.steps or time.monotonic() - flushed > FLUSH_SECONDS:
+            due_checkpoint = settings.sim.checkpoint_every and sim.t % settings.sim.checkpoint_every == 0
+            if due_checkpoint or sim.t == settings.sim.steps or time.monotonic() - flushed > FLUSH_SECONDS:
                 rows_done = _flush_rows(sim, rows_done, params, seeds, metrics, writers)
                 flushed = time.monotonic()
-            if due_checkpoint and sim.t < settings.steps:
-                _checkpoint(folder, sim, online, rows_done)
+            if due_checkpoint and sim.t < settings.sim.steps:
+                _checkpoint(folder, sim, online, rows_done, settings.writes)
             bar.update(1)
-            if settings.progress == "lines" and (sim.t % every_line == 0 or sim.t == settings.steps):
-                log.info("simulate: step %d of %d", sim.t, settings.steps)
+            if settings.progress == "lines" and (sim.t % every_line == 0 or sim.t == settings.sim.steps):
+                log.info("simulate: step %d of %d", sim.t, settings.sim.steps)
     except KeyboardInterrupt:
         raise Interrupted(f"interrupted at step {sim.t}; run the same command to resume") from None
     finally:
         bar.close()
-        metrics.close()
+        if metrics is not None:
+            metrics.close()
     elapsed = time.perf_counter() - clock
     timings = {
         **(timings or {}),
         "simulate_s": elapsed,
         "steps_per_second": (sim.t - first_step) / elapsed if elapsed > 0 else None,
     }
-    return _finish(folder, sim, start, replicas, keys, settings, writers, extra, timings)  # 4.
+    if not settings.writes:  # a sharded run's other ranks: join the collectives of the final state only
+        sim.gather_state()
+        return {}
+    return _finish(folder, sim, start, sweep, settings, writers, extra, timings)  # 4.
 
 
 def _online(start, replicas: list[Replica], settings: Settings) -> OnlineRecommender | None:
-    if not settings.learned:
+    if settings.sim.recommender is not Recommender.learned:
         return None
     as_t = lambda x: torch.as_tensor(x, dtype=settings.dtype, device=settings.device)  # noqa: E731
     return OnlineRecommender(
         as_t(start.model_users),
         as_t(start.model_creators),
         replicas=len(replicas),
-        window=settings.window,
-        noise=settings.feedback_noise,
-        epochs=max(1, settings.warm_start_epochs) * GRADIENT_STEPS_PER_EPOCH,
+        window=settings.sim.window,
+        noise=settings.sim.feedback_noise,
+        epochs=max(1, settings.sim.warm_start_epochs) * GRADIENT_STEPS_PER_EPOCH,
         seed=replicas[0].seed,
     )
 
@@ -289,12 +265,12 @@ def _truncate_retrain_log(folder: RunFolder, step: int) -> None:
     atomic_write_text(folder.retrain_log, buf.getvalue())
 
 
-def _flush_rows(sim, done: int, params, seeds, metrics: MetricsLog, writers) -> int:
+def _flush_rows(sim, done: int, params, seeds, metrics: MetricsLog | None, writers) -> int:
     """Append the history rows not yet written; return the new count."""
     hist = sim.history
     total = int(hist[STEP].numel())
-    if total == done:
-        return done
+    if total == done or metrics is None:
+        return total
     chunk = {k: v[done:] for k, v in hist.items()}
     frame = history_frame(chunk, params, seeds)
     metrics.append_frame(frame)
@@ -303,17 +279,18 @@ def _flush_rows(sim, done: int, params, seeds, metrics: MetricsLog, writers) -> 
     return total
 
 
-def _checkpoint(folder: RunFolder, sim, online, rows_done: int) -> None:
+def _checkpoint(folder: RunFolder, sim, online, rows_done: int, writes: bool) -> None:
     hist = sim.history
     last = int(hist[STEP][-1]) if hist[STEP].numel() else -1
-    state = {"sim": sim.state_dict(), "history_rows": rows_done, "last_logged_step": last}
+    state = {"sim": sim.state_dict(), "history_rows": rows_done, "last_logged_step": last}  # every rank
     if online is not None:
         state["online"] = online.state_dict()
-    save_checkpoint(folder.checkpoint, state)
+    if writes:
+        save_checkpoint(folder.checkpoint, state)
 
 
-def _tensorboard(folder: RunFolder, keys, replicas, settings: Settings, purge_step: int | None):
-    if not settings.tensorboard:
+def _tensorboard(folder: RunFolder, keys, settings: Settings, purge_step: int | None):
+    if not settings.logger.tensorboard or not settings.writes:
         return None
     from rectest.report.tensorboard import SimWriters
 
@@ -324,36 +301,37 @@ def _finish(
     folder: RunFolder,
     sim,
     start,
-    replicas: list[Replica],
-    keys: list[str],
+    sweep: Sweep,
     settings: Settings,
     writers,
     extra: dict,
     timings: dict[str, float],
 ) -> dict:
     clock = time.perf_counter()
+    replicas, keys = sweep.replicas, sweep.keys
+    final = sim.gather_state()  # all users (a collective when sharded)
     frame = read_metrics(folder.metrics, keys)
     extra = dict(extra)
     if extra.get(GEOMETRY) is not None:
-        extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, replicas, keys, settings)}
+        extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, sweep, settings)}
     summary = write_run_reports(
         frame,
         keys,
         folder.root,
         settings.title,
         settings.setting,
-        settings.figures,
-        extra={"horizon": settings.steps, **extra},
-        poles=_poles(sim, replicas),
+        settings.logger.figures,
+        extra={"horizon": settings.sim.steps, **extra},
+        poles=_poles(final, replicas),
         write_summary_file=False,  # written last, below: it marks the run as finished
     )
     if writers is not None:
-        if settings.figures:
+        if settings.logger.figures:
             for png in sorted(folder.figures.glob("*.png")):  # measures, UD, clusters, polarized
                 writers.figure(png, tag=f"figures/{png.stem}")
         writers.text("table", folder.table.read_text())  # the final values, as in table.md
-        if settings.projector:
-            writers.projector(sim.users, sim.creators, sim.t, start)
+        if settings.logger.projector:
+            writers.projector(final.users, final.creators, sim.t, start)
         writers.hparams(summary)
         if summary.get(GEOMETRY):
             writers.geometry(summary[GEOMETRY])
@@ -367,10 +345,10 @@ def _finish(
     return summary
 
 
-def _poles(sim: Simulation, replicas: list[Replica]) -> list[dict]:
+def _poles(final: State, replicas: list[Replica]) -> list[dict]:
     """Per replica: the principal axis of the final state, the pole fractions and the closed forms."""
-    found = poles(sim.users, sim.creators)
-    n, out = sim.creators.shape[1], []
+    found = poles(final.users, final.creators)
+    n, out = final.creators.shape[1], []
     for r, rep in enumerate(replicas):
         p = rep.params
         closed_form = p["rho"] == 0 and p.get("mmr_lambda") is None
@@ -390,11 +368,11 @@ def _poles(sim: Simulation, replicas: list[Replica]) -> list[dict]:
     return out
 
 
-def _t0_measures(frame, start, replicas: list[Replica], keys: list[str], settings: Settings) -> list[dict]:
+def _t0_measures(frame, start, sweep: Sweep, settings: Settings) -> list[dict]:
     """Per swept setting: the measures logged at step 0, and the same policy on an i.i.d. uniform world."""
     first = frame[frame[STEP] == frame[STEP].min()]
-    reps, seen = [], set()
-    for rep in replicas:  # one replica per setting, in first-seen order
+    keys, reps, seen = sweep.keys, [], set()
+    for rep in sweep.replicas:  # one replica per setting, in first-seen order
         key = tuple(rep.params[k] for k in keys)
         if key not in seen:
             seen.add(key)
@@ -403,7 +381,7 @@ def _t0_measures(frame, start, replicas: list[Replica], keys: list[str], setting
     d = start.users.shape[1]
     g = torch.Generator().manual_seed(0)
     world = SimpleNamespace(users=random_sphere(1, m, d, g)[0], creators=random_sphere(1, n, d, g)[0])
-    iid = build_simulation(world, [Replica(seed=0, params=r.params) for r in reps], settings)
+    iid = build_simulation(world, sweep.subset([Replica(seed=0, params=r.params) for r in reps]), settings, False)
     iid.step(log=True)
     hist = iid.history
     out = []

@@ -1,7 +1,7 @@
-"""The pipeline's training stage: build the configured recommender, fit it, export its embeddings.
+"""The pipeline's training stage: build the specified recommender, fit it, export its embeddings.
 
-Part of the pipeline layer (it reads the ``model`` and ``trainer`` config nodes); the models package
-itself takes plain arguments.
+Seeding is scoped: the net is built and fitted inside ``torch.random.fork_rng`` from ``spec.seed``, so the
+same seed gives the same weights and the caller's random state is left as it was.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
 from omegaconf import DictConfig
 
-from rectest.config import build
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule
 from rectest.data.interactions import most_rated
@@ -27,6 +26,7 @@ from rectest.errors import ConfigError, Interrupted
 from rectest.models.export import EMBEDDINGS_FOLDER, USERS_FILE, export_embeddings, load_exported
 from rectest.models.fit import fit
 from rectest.models.task import LOSS_FULL_SOFTMAX
+from rectest.pipeline.spec import CreatorChoice, RunSpec
 
 log = logging.getLogger("rectest")
 
@@ -87,6 +87,7 @@ class Plan:
     datamodule: InteractionDataModule
     make_trainer: Callable[..., pl.Trainer]
     patience: int
+    rng: torch.Tensor  # the CPU random state after the net was built: fitting continues from it
 
 
 class EpochLines(pl.Callback):
@@ -99,9 +100,9 @@ class EpochLines(pl.Callback):
         log.info("epoch %d: %s", trainer.current_epoch, values)
 
 
-def _check_trainer(cfg: DictConfig, make_trainer: Callable[..., pl.Trainer]) -> None:
+def _check_trainer(spec: RunSpec, make_trainer: Callable[..., pl.Trainer]) -> None:
     """Refuse trainer settings Lightning would reject later (and with a traceback)."""
-    epochs = cfg.trainer.get("max_epochs")
+    epochs = _bound_arg(spec.trainer, "max_epochs")
     if epochs is not None and (int(epochs) == 0 or int(epochs) < -1):
         raise ConfigError(f"trainer.max_epochs={epochs}: expected at least 1 (or -1 for no limit)")
     try:
@@ -110,42 +111,54 @@ def _check_trainer(cfg: DictConfig, make_trainer: Callable[..., pl.Trainer]) -> 
         raise ConfigError(f"trainer: {' '.join(str(err).split())}") from None
 
 
-def plan(cfg: DictConfig, bundle: DataBundle, progress: str = "bar") -> Plan:
-    """Build ``cfg.model`` and ``cfg.trainer`` for the bundle (cheap; bad arguments fail here, before any work).
+def _bound_arg(fn: Callable, name: str, default=None):
+    """An argument bound into a built ``_target_`` (a ``functools.partial``), or ``default``."""
+    return (getattr(fn, "keywords", None) or {}).get(name, default)
+
+
+def plan(spec: RunSpec, bundle: DataBundle, progress: str = "bar") -> Plan:
+    """Build the spec's model and trainer for the bundle (cheap; bad arguments fail here, before any work).
 
     Args:
-        cfg: the composed config.
+        spec: the run specification.
         bundle: the loaded data.
         progress: ``bar`` (Lightning's progress bar), ``lines`` (one log line per epoch) or ``off``.
     """
-    inter = bundle.interactions
-    if cfg.model.task.get("loss") == LOSS_FULL_SOFTMAX and int(cfg.model.num_negatives) > 0:
+    inter, model = bundle.interactions, spec.model
+    if _bound_arg(model.task, "loss") == LOSS_FULL_SOFTMAX and model.num_negatives > 0:
         raise ConfigError(
-            f"model.num_negatives={cfg.model.num_negatives} with model.task.loss={LOSS_FULL_SOFTMAX}: the full "
+            f"model.num_negatives={model.num_negatives} with model.task.loss={LOSS_FULL_SOFTMAX}: the full "
             "softmax already scores every item; set model.num_negatives=0"
         )
-    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
-    net = build(cfg.model.net, "model.net", num_users=inter.num_users, num_items=inter.num_items)
-    task = build(cfg.model.task, "model.task")(net=net)
-    if float(cfg.model.task.get("uniformity", 0.0)) > 0 and cfg.sim.n_creators is not None:
+    with torch.random.fork_rng(devices=_cuda_devices()):
+        torch.manual_seed(spec.seed)
+        net = model.net(num_users=inter.num_users, num_items=inter.num_items)
+        task = model.task(net=net)
+        rng = torch.get_rng_state()
+    sim = spec.sim
+    if float(_bound_arg(model.task, "uniformity", 0.0)) > 0 and sim.n_creators is not None:
         # spread the items the simulation will start from: the n most-rated of the log, as the pipeline
         # chooses them (sim.creators=most_rated); only which items are spread, not any label, comes from it
-        if cfg.sim.creators == "most_rated" and int(cfg.sim.n_creators) < inter.num_items:
-            task.set_uniformity_pool(torch.from_numpy(most_rated(inter, int(cfg.sim.n_creators))))
+        if sim.creators is CreatorChoice.most_rated and sim.n_creators < inter.num_items:
+            task.set_uniformity_pool(torch.from_numpy(most_rated(inter, sim.n_creators)))
     datamodule = InteractionDataModule(
         bundle.split,
-        feedback=str(cfg.model.feedback),
-        batch_size=int(cfg.model.batch_size),
-        num_negatives=int(cfg.model.num_negatives),
-        seed=int(cfg.seed),
-        exclude_positives=bool(cfg.model.exclude_positives),
+        feedback=model.feedback.value,
+        batch_size=model.batch_size,
+        num_negatives=model.num_negatives,
+        seed=spec.seed,
+        exclude_positives=model.exclude_positives,
     )
-    make_trainer = build(cfg.trainer, "trainer")
-    _check_trainer(cfg, make_trainer)
-    bar = progress == "bar" and bool(cfg.trainer.get("enable_progress_bar", True))
+    make_trainer = spec.trainer
+    _check_trainer(spec, make_trainer)
+    bar = progress == "bar" and bool(_bound_arg(spec.trainer, "enable_progress_bar", True))
     callbacks = [EpochLines()] if progress == "lines" else []
     trainer = functools.partial(_with_callbacks, make_trainer, callbacks, bar)
-    return Plan(task, datamodule, trainer, int(cfg.model.patience))
+    return Plan(task, datamodule, trainer, model.patience, rng)
+
+
+def _cuda_devices() -> list[int]:
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
 
 
 def _with_callbacks(
@@ -163,7 +176,9 @@ def train_and_export(todo: Plan, bundle: DataBundle, run_dir: Path) -> tuple[np.
         (users (num_users, d), items (num_items, d), test metrics).
     """
     try:
-        metrics = fit(todo.task, todo.datamodule, todo.make_trainer, run_dir, patience=todo.patience)
+        with torch.random.fork_rng(devices=_cuda_devices()):
+            torch.set_rng_state(todo.rng)  # continue the seeded stream the net was built from
+            metrics = fit(todo.task, todo.datamodule, todo.make_trainer, run_dir, patience=todo.patience)
     except SystemExit:  # Lightning turns Ctrl-C into a graceful shutdown and sys.exit(1)
         raise Interrupted("interrupted during training; run the same command to start again") from None
     net = todo.task.net

@@ -14,8 +14,6 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from rectest.errors import ConfigError
 from rectest.files import atomic_write, atomic_write_text
 
@@ -28,51 +26,52 @@ class RunLocked(ConfigError):
     """Another live process holds the run folder."""
 
 
-# the keys that do not change what a run computes (a resumed run may differ in these)
-_IGNORED_ON_RESUME = ("logger", "run_name")
-
-
 @dataclass(frozen=True)
 class RunFolder:
-    """Paths inside one run folder."""
+    """Paths inside one run folder (the one place that names them)."""
 
     root: Path
 
+    METRICS = "metrics.csv"
+    SUMMARY = "summary.json"
+    TABLE = "table.md"
+    FIGURES = "figures"
+    TENSORBOARD = "tb"
+    CHECKPOINT = "checkpoint.pt"
+    CONFIG = "config.yaml"
+    RETRAIN_LOG = "retrain.csv"
+
     @property
     def metrics(self) -> Path:
-        return self.root / "metrics.csv"
+        return self.root / self.METRICS
 
     @property
     def summary(self) -> Path:
-        return self.root / "summary.json"
+        return self.root / self.SUMMARY
 
     @property
     def table(self) -> Path:
-        return self.root / "table.md"
+        return self.root / self.TABLE
 
     @property
     def figures(self) -> Path:
-        return self.root / "figures"
+        return self.root / self.FIGURES
 
     @property
     def tensorboard(self) -> Path:
-        return self.root / "tb"
-
-    @property
-    def embeddings(self) -> Path:
-        return self.root / "embeddings"
+        return self.root / self.TENSORBOARD
 
     @property
     def checkpoint(self) -> Path:
-        return self.root / "checkpoint.pt"
+        return self.root / self.CHECKPOINT
 
     @property
     def config(self) -> Path:
-        return self.root / "config.yaml"
+        return self.root / self.CONFIG
 
     @property
     def retrain_log(self) -> Path:
-        return self.root / "retrain.csv"
+        return self.root / self.RETRAIN_LOG
 
     def is_complete(self) -> bool:
         return self.summary.exists()
@@ -81,7 +80,7 @@ class RunFolder:
     def lock(self) -> Path:
         return self.root / LOCK_FILE
 
-    def claim(self, cfg: DictConfig) -> bool:
+    def claim(self, identity: str) -> bool:
         """Lock the folder and take it for this config; return True when an interrupted run is to be resumed.
 
         The lock (``fcntl.flock`` on ``.lock``, holding the owner's process id) is held until
@@ -96,26 +95,25 @@ class RunFolder:
         """
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock(by_claim=True)
-        self.refuse_if_taken(cfg)
-        mine = _comparable(cfg)
+        self.refuse_if_taken(identity)
         if self.config.exists():
-            if _read_config(self.config) != mine:
+            if self.config.read_text() != identity:
                 log.info(
                     "run folder %s: an attempt with another configuration stopped before its first "
                     "checkpoint; starting afresh",
                     self.root,
                 )
                 self._clear_partial(keep_config=False)
-                atomic_write_text(self.config, mine)
+                atomic_write_text(self.config, identity)
                 return False
             if self.checkpoint.exists():
                 return True
             self._clear_partial()  # killed before its first checkpoint: start again from nothing
             return False
-        atomic_write_text(self.config, mine)
+        atomic_write_text(self.config, identity)
         return False
 
-    def refuse_if_taken(self, cfg: DictConfig) -> None:
+    def refuse_if_taken(self, identity: str) -> None:
         """Refuse a folder that holds a finished run or a checkpointed run of another configuration.
 
         The entry point calls it before Hydra writes into the folder, so a refused command leaves the
@@ -124,7 +122,7 @@ class RunFolder:
         Raises:
             ConfigError: naming the folder and what to do.
         """
-        other = self.config.exists() and _read_config(self.config) != _comparable(cfg)
+        other = self.config.exists() and self.config.read_text() != identity
         if other and (self.checkpoint.exists() or self.is_complete()):
             raise ConfigError(
                 f"run folder {self.root} holds a run with a different configuration; "
@@ -182,18 +180,6 @@ class RunFolder:
                 shutil.rmtree(path)
             else:
                 path.unlink()
-
-
-def _read_config(path: Path) -> str:
-    return OmegaConf.to_yaml(OmegaConf.load(path))
-
-
-def _comparable(cfg: DictConfig) -> str:
-    plain = OmegaConf.to_container(cfg, resolve=True)
-    assert isinstance(plain, dict)
-    for key in _IGNORED_ON_RESUME:
-        plain.pop(key, None)
-    return OmegaConf.to_yaml(OmegaConf.create(plain))
 
 
 def save_checkpoint(path: Path, state: dict) -> None:
