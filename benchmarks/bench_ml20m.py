@@ -225,9 +225,9 @@ def stage_evaluate(p: dict) -> list[dict]:
     """Full-ranking validation metrics on the first batches of users, extrapolated to every val user."""
     import numpy as np
 
+    from rectest.data.datamodule import EVAL_USERS_PER_BATCH
     from rectest.pipeline import training
     from rectest.pipeline.compose import build_spec
-    from rectest.data.datamodule import EVAL_USERS_PER_BATCH
 
     _quiet_lightning()
     cfg = compose_config(Path(p["root"]), p["model"])
@@ -256,8 +256,8 @@ def stage_evaluate(p: dict) -> list[dict]:
 def stage_export(p: dict) -> list[dict]:
     """Unit-norm user and item vectors of the configured (untrained) model, written and read back."""
     from rectest.data import load_movielens
-    from rectest.pipeline.compose import build_spec
     from rectest.models.export import export_embeddings, load_exported
+    from rectest.pipeline.compose import build_spec
 
     cfg = compose_config(Path(p["root"]), p["model"])
     log = load_movielens(RELEASE, Path(p["root"]))
@@ -338,7 +338,12 @@ def stage_grid(p: dict) -> list[dict]:
     sweep = expand(dataclasses.replace(spec), n, d)
     replicas = sweep.replicas
     sim = Simulation(
-        _state(m, n, d), sweep.policy, sweep.dynamics, sweep.seeds, log_every=10**9, chunk_size=spec.sim.chunk_size
+        _state(m, n, d),
+        sweep.policy,
+        sweep.dynamics,
+        sweep.seeds,
+        log_every=10**9,
+        chunk_size=spec.sim.chunk_size,
     )
     ks = sorted({r.params["k"] for r in replicas})
     shape = f"m={m:,} x n={n:,}, k in {ks}, {len(replicas)} replicas"

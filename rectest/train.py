@@ -57,19 +57,12 @@ def main(cfg: DictConfig) -> float | None:
         RunFolder(run_dir).lock_now()  # before the heavy imports: a second process is refused at once
     except RunLocked as err:
         fail(f"rectest: error: {err}", 2)
-    from rectest.pipeline import process, runner
+    from rectest.pipeline import process
     from rectest.sim import SimulationError
 
     quiet_libraries()
     try:
-        spec = _config.build_spec(cfg)
-        if spec.sim.shards != 1:
-            process.join_processes(cuda=runner.resolve_device(spec.sim.device).type == "cuda")
-        ready = runner.prepare(spec)
-        process.use_threads(spec.sim.threads, ready.size)
-        folder = runner.execute(ready, run_dir)
-        if spec.sim.steps > 0 and (folder / RunFolder.SUMMARY).exists():
-            return runner.objective(folder, spec.sim.objective)
+        return run_job(cfg, run_dir)
     except RunLocked as err:  # another process's folder: leave it alone
         fail(f"rectest: error: {err}", 2)
     except RectestError as err:
@@ -85,6 +78,27 @@ def main(cfg: DictConfig) -> float | None:
     return None
 
 
+def run_job(cfg: DictConfig, run_dir: Path) -> float:
+    """One run of a composed config: the typed spec, process state (threads; torch.distributed under
+    torchrun with ``sim.shards``), the pipeline. Returns ``sim.objective``'s final value averaged over the
+    replicas (NaN when nothing was simulated, e.g. ``sim.steps=0``).
+
+    Raises:
+        RectestError: bad input.
+    """
+    from rectest.pipeline import process, runner
+
+    spec = _config.build_spec(cfg)
+    if spec.sim.shards != 1:
+        process.join_processes(cuda=runner.resolve_device(spec.sim.device).type == "cuda")
+    ready = runner.prepare(spec)
+    process.use_threads(spec.sim.threads, ready.size)
+    folder = runner.execute(ready, run_dir)
+    if spec.sim.steps == 0 or not (folder / RunFolder.SUMMARY).exists():
+        return float("nan")
+    return runner.objective(folder, spec.sim.objective)
+
+
 def fail(message: str, code: int) -> None:
     print(message, file=sys.stderr)
     sys.exit(code)
@@ -93,7 +107,11 @@ def fail(message: str, code: int) -> None:
 def discard_unfinished(run_dir: Path) -> None:
     """Remove a run folder that holds nothing to resume (no checkpoint, no finished summary), and the
     empty folders above it up to ``outputs/``, so the corrected command can reuse the name."""
-    if not run_dir.is_dir() or (run_dir / "checkpoint.pt").exists() or (run_dir / "summary.json").exists():
+    if (
+        not run_dir.is_dir()
+        or (run_dir / RunFolder.CHECKPOINT).exists()
+        or (run_dir / RunFolder.SUMMARY).exists()
+    ):
         return
     shutil.rmtree(run_dir, ignore_errors=True)
     outputs = (Path.cwd() / OUTPUTS).resolve()

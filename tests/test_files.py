@@ -37,8 +37,8 @@ def test_a_failed_write_leaves_the_old_file_and_no_temporary(tmp_path):
 
 
 def test_run_folder_results_get_the_umask_permissions(tmp_path):
-    from tests.conftest import run_config as run
     from tests.conftest import compose_config
+    from tests.conftest import run_config as run
 
     old = os.umask(0o022)
     try:

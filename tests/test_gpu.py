@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from rectest.sim.distributed import ShardedSimulation
 
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
-from rectest.sim.distributed import ShardedSimulation
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(

@@ -10,9 +10,8 @@ into its dataclass with ``OmegaConf.to_object``.
 
 from __future__ import annotations
 
-import inspect
 import functools
-from typing import Any
+import inspect
 
 from hydra.core.config_store import ConfigStore
 from hydra.errors import InstantiationException

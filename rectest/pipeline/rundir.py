@@ -16,6 +16,7 @@ from pathlib import Path
 
 from rectest.errors import ConfigError
 from rectest.files import atomic_write, atomic_write_text
+from rectest.report import layout
 
 log = logging.getLogger("rectest")
 LOCK_FILE = ".lock"
@@ -32,14 +33,14 @@ class RunFolder:
 
     root: Path
 
-    METRICS = "metrics.csv"
-    SUMMARY = "summary.json"
-    TABLE = "table.md"
-    FIGURES = "figures"
-    TENSORBOARD = "tb"
-    CHECKPOINT = "checkpoint.pt"
-    CONFIG = "config.yaml"
-    RETRAIN_LOG = "retrain.csv"
+    METRICS = layout.METRICS_FILE
+    SUMMARY = layout.SUMMARY_FILE
+    TABLE = layout.TABLE_FILE
+    FIGURES = layout.FIGURES_DIR
+    TENSORBOARD = layout.TB_DIR
+    CHECKPOINT = layout.CHECKPOINT_FILE
+    CONFIG = layout.CONFIG_FILE
+    RETRAIN_LOG = layout.RETRAIN_FILE
 
     @property
     def metrics(self) -> Path:

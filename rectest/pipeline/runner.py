@@ -193,7 +193,7 @@ def _shards(spec: RunSpec, m: int) -> UserShards | None:
 
 def _claim(folder: RunFolder, spec: RunSpec, shards: UserShards | None) -> bool:
     """Rank 0 claims the folder (see :meth:`RunFolder.claim`); the other ranks resume when it does."""
-    if shards is None:
+    if shards is None or shards.world == 1:
         return folder.claim(spec.identity)
     resume = [folder.claim(spec.identity) if shards.rank == 0 else None]
     torch.distributed.broadcast_object_list(resume, src=0)

@@ -18,14 +18,15 @@ import logging
 import time
 from dataclasses import dataclass
 from types import SimpleNamespace
-from typing import Any
 
 import torch
 from tqdm.auto import tqdm
 
 from rectest.errors import ConfigError, Interrupted
 from rectest.files import atomic_write_text
-from rectest.sim.online import OnlineRecommender
+from rectest.pipeline.rundir import RunFolder, load_checkpoint, save_checkpoint
+from rectest.pipeline.spec import LoggerSpec, Recommender, SimSpec
+from rectest.pipeline.sweep import Replica, Sweep
 from rectest.report.console import console_summary, timings_line
 from rectest.report.frames import history_frame
 from rectest.report.geometry import GEOMETRY
@@ -41,11 +42,9 @@ from rectest.report.values import (
     setting_key,
     setting_label,
 )
-from rectest.pipeline.rundir import RunFolder, load_checkpoint, save_checkpoint
 from rectest.sim import Simulation, State, UserShards, random_sphere
 from rectest.sim.geometry import bipolar_prediction, poles
-from rectest.pipeline.spec import LoggerSpec, Recommender, SimSpec
-from rectest.pipeline.sweep import Replica, Sweep
+from rectest.sim.online import OnlineRecommender
 
 log = logging.getLogger("rectest")
 
@@ -381,7 +380,9 @@ def _t0_measures(frame, start, sweep: Sweep, settings: Settings) -> list[dict]:
     d = start.users.shape[1]
     g = torch.Generator().manual_seed(0)
     world = SimpleNamespace(users=random_sphere(1, m, d, g)[0], creators=random_sphere(1, n, d, g)[0])
-    iid = build_simulation(world, sweep.subset([Replica(seed=0, params=r.params) for r in reps]), settings, False)
+    iid = build_simulation(
+        world, sweep.subset([Replica(seed=0, params=r.params) for r in reps]), settings, False
+    )
     iid.step(log=True)
     hist = iid.history
     out = []

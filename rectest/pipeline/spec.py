@@ -131,7 +131,9 @@ def _at_least(key: str, value: Any, low: int, optional: bool = False) -> None:
     if value is None and optional:
         return
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{key}={value!r}: expected a whole number >= {low}{' (or null)' if optional else ''}")
+        raise ConfigError(
+            f"{key}={value!r}: expected a whole number >= {low}{' (or null)' if optional else ''}"
+        )
 
 
 @dataclass

@@ -146,5 +146,3 @@ def _sample_users(num_users: int, n_users: int | None, seed: int) -> np.ndarray:
         return np.arange(num_users)
     rng = np.random.default_rng(seed)
     return np.sort(rng.choice(num_users, size=n_users, replace=False))
-
-

@@ -17,7 +17,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from lightning_fabric.utilities.exceptions import MisconfigurationException
-from omegaconf import DictConfig
 
 from rectest.data.bundle import DataBundle
 from rectest.data.datamodule import InteractionDataModule

@@ -8,11 +8,12 @@ not imported here (they pull in matplotlib and TensorBoard).
 
 from rectest.report.console import console_summary
 from rectest.report.frames import history_frame
-from rectest.report.metrics_log import METRICS_FILE, MetricsLog, read_metrics
+from rectest.report.layout import METRICS_FILE, SUMMARY_FILE, TABLE_FILE
+from rectest.report.metrics_log import MetricsLog, read_metrics
 from rectest.report.paper import paper_reference
 from rectest.report.run_reports import write_run_reports
-from rectest.report.summary import SUMMARY_FILE, read_summary, summarize, write_summary
-from rectest.report.tables import TABLE_FILE, write_table
+from rectest.report.summary import read_summary, summarize, write_summary
+from rectest.report.tables import write_table
 
 __all__ = [
     "METRICS_FILE",

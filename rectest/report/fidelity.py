@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from rectest.errors import RectestError
+from rectest.report.layout import METRICS_FILE, SUMMARY_FILE
 from rectest.report.metrics_log import read_metrics
 from rectest.report.paper import paper_reference
 from rectest.report.values import STEP, format_mean_stderr, format_number
@@ -55,10 +56,10 @@ def tp_drift(frame: pd.DataFrame, k: int, window: int = WINDOW) -> float | None:
 
 def run_table(run_dir: Path) -> str:
     """The markdown block of one run folder."""
-    summary = json.loads((run_dir / "summary.json").read_text())
+    summary = json.loads((run_dir / SUMMARY_FILE).read_text())
     if summary.get("sweep_keys") != ["k"] or "geometry" not in summary:
         raise RectestError(f"{run_dir}: expected a finished top-k sweep over policy.k with a geometry block")
-    frame = read_metrics(run_dir / "metrics.csv", ["k"])
+    frame = read_metrics(run_dir / METRICS_FILE, ["k"])
     geo, n = summary["geometry"], summary["geometry"]["n"]
     lines = [
         f"### {run_dir.name}: m = {geo['m']}, n = {n}, d = {geo['d']}, transform `{geo['transform'] or 'none'}`",

@@ -17,7 +17,6 @@ from matplotlib.figure import Figure
 from rectest.report.groups import setting_groups, step_stats
 from rectest.report.values import CD, PAPER_MEASURES, RD, RR, STEP, TP, setting_label
 
-FIGURES_DIR = "figures"
 BANDS = ("stderr", "minmax", "none")
 DPI = 120
 LONG_NAMES = {

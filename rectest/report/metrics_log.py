@@ -25,9 +25,8 @@ import pandas as pd
 
 from rectest.errors import DataError
 from rectest.files import atomic_write_text
+from rectest.report.layout import METRICS_FILE
 from rectest.report.values import STEP, normalize_value
-
-METRICS_FILE = "metrics.csv"
 
 
 def _cell(value: Any) -> str:

@@ -14,12 +14,12 @@ from typing import Any
 import pandas as pd
 
 from rectest.report.geometry import attach_poles
+from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TABLE_FILE
 from rectest.report.paper import paper_reference
-from rectest.report.summary import SUMMARY_FILE, summarize, write_summary
-from rectest.report.tables import TABLE_FILE, write_table
+from rectest.report.summary import summarize, write_summary
+from rectest.report.tables import write_table
 from rectest.report.values import MEASURES, PAPER_MEASURES
 
-FIGURES_DIR = "figures"
 MEASURES_FIGURE = "measures.png"
 
 

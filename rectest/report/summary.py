@@ -52,8 +52,6 @@ from rectest.report.values import (
     setting_label,
 )
 
-SUMMARY_FILE = "summary.json"
-
 
 def mean_stderr(values: Sequence[float]) -> dict[str, float | None]:
     """``{"mean", "stderr"}`` of finite values: stderr = std(ddof=1)/sqrt(n), None when n < 2.

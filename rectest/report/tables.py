@@ -25,7 +25,6 @@ from rectest.report.values import (
     normalize_value,
 )
 
-TABLE_FILE = "table.md"
 SEEDS_COLUMN = "seeds"
 POLARIZED_COLUMN = "polarized"
 PAPER_PREFIX = "paper "

@@ -25,9 +25,9 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 from rectest.report.geometry import GEOMETRY as GEOMETRY_TAG
 from rectest.report.geometry import geometry_lines
 from rectest.report.groups import setting_groups, step_stats
+from rectest.report.layout import TB_DIR
 from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
 
-TB_DIR = "tb"
 SIM_PREFIX = "sim/"
 SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""

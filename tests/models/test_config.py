@@ -11,13 +11,13 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
 import rectest.pipeline.compose  # noqa: F401  (registers the plain-node schemas)
-from rectest.pipeline import training
-from rectest.pipeline.compose import build_spec
 from rectest.data.datamodule import pairs_to_mask
 from rectest.errors import ConfigError
 from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
 from rectest.models.two_tower import TwoTower
+from rectest.pipeline import training
+from rectest.pipeline.compose import build_spec
 
 CONF = Path(__file__).resolve().parents[2] / "conf"
 

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from tests.conftest import run_config as run
 from rectest.report.fidelity import EXTRA_PAPER, PAPER_T0, main, paper_cell, tp_drift
 from rectest.report.metrics_log import read_metrics
 from tests.conftest import compose_config
+from tests.conftest import run_config as run
 
 
 def test_paper_cells():

@@ -139,8 +139,8 @@ def test_table_shows_the_first_polarized_step_like_the_console():
 
 
 def test_paper_columns_only_beside_a_comparable_run(tmp_path):
-    from tests.conftest import run_config as run
     from tests.conftest import compose_config
+    from tests.conftest import run_config as run
 
     base = ["+experiment=topk", "sim.steps=3", "sim.seeds=[0]", "logger=none", "trainer.max_epochs=1"]
     learned = (run(compose_config(base), tmp_path / "a") / "table.md").read_text()

@@ -14,9 +14,9 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from rectest.data.interactions import Interactions
 from rectest.errors import ConfigError
 from rectest.pipeline.start import choose_creators as _choose_creators
-from tests.conftest import run_config as run
 from rectest.sim.geometry import iid_abs_cosine
 from tests.conftest import CONF, compose_config
+from tests.conftest import run_config as run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
 QUIET = ["logger.progress=false", "trainer.enable_progress_bar=false", "trainer.max_epochs=2"]

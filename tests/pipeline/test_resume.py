@@ -78,9 +78,9 @@ def test_a_bad_checkpoint_is_refused_clearly(tmp_path, content):
     import torch
 
     from rectest.errors import ConfigError
-    from tests.conftest import run_config as run
     from rectest.pipeline.rundir import RunFolder
     from tests.conftest import compose_config
+    from tests.conftest import run_config as run
 
     cfg = compose_config(
         [
