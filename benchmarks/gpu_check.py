@@ -47,7 +47,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))  # run from a checkout without installing
 
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
-from rectest.sim.distributed import ShardedSimulation  # noqa: E402
+from rectest.sim.shards import UserShards  # noqa: E402
 
 ML20M_USERS, ML20M_MOVIES, TOP_MOVIES, DIM = 138_493, 26_744, 2_000, 16
 FULL = {"agree": (2_000, 300, 200), "users": ML20M_USERS, "steps": 500, "rows": 20_000_000, "tries": 5}
@@ -135,7 +135,7 @@ def agreement(report: Report, device: torch.device, sizes: tuple[int, int, int])
     state = initial_state(m, n, torch.float32, device)
     policy = Policy(beta=[1.0, 4.0], k=[n, 10])
     engine = Simulation(state, policy, Dynamics(), seeds=[1, 2])
-    sharded = ShardedSimulation(state, policy, Dynamics(), seeds=[1, 2])
+    sharded = Simulation(state, policy, Dynamics(), seeds=[1, 2], shards=UserShards(m))
     sharded_ok = all(torch.equal(engine.step(), sharded.step()) for _ in range(20))
     print(f"\nsharded simulation (world of one) draws what the engine draws on {device.type}: {sharded_ok}")
     verdict = "PASS" if ok and sharded_ok else "FAIL"

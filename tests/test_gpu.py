@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rectest.sim.distributed import ShardedSimulation
+from rectest.sim.shards import UserShards
 
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
 
@@ -68,7 +68,7 @@ def test_sharded_simulation_runs_on_cuda_and_draws_what_the_engine_draws() -> No
     cuda_state = State(state.users.to(CUDA), state.creators.to(CUDA))
     policy = Policy(beta=[1.0, 5.0], k=[30, 4])
     engine = Simulation(cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4)
-    sharded = ShardedSimulation(cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4)
+    sharded = Simulation(cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4, shards=UserShards(cuda_state.m))
     for _ in range(12):
         assert torch.equal(engine.step(), sharded.step())
     assert torch.equal(engine.creators, sharded.creators)
