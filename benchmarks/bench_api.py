@@ -42,7 +42,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    times: dict[str, list[float]] = {"command line": [], "README example": [], "example without use_threads": []}
+    times: dict[str, list[float]] = {
+        "command line": [],
+        "README example": [],
+        "example without use_threads": [],
+    }
     with tempfile.TemporaryDirectory() as tmp:
         for i in range(args.repeats):
             for name in times:
@@ -56,7 +60,7 @@ def main() -> None:
                     sys.exit(f"{name} failed:\n{done.stderr[-2000:]}")
                 times[name].append(simulate_s(folder))
     base = statistics.median(times["command line"])
-    print("| how | engine time (median of %d) | / command line |" % args.repeats)
+    print(f"| how | engine time (median of {args.repeats}) | / command line |")
     print("|---|---|---|")
     for name, values in times.items():
         med = statistics.median(values)

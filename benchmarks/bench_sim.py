@@ -20,14 +20,45 @@ import time
 from pathlib import Path
 
 import torch
+from torch import Tensor
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
-from rectest.sim.sampling import sample_gumbel_max, sample_inverse_cdf, sample_multinomial  # noqa: E402
+from rectest.sim.sampling import sample_inverse_cdf  # noqa: E402
 
 D, N, M = 10, 50, 100
 KS, BETAS, SEEDS = (1, 5, 10, 50), (0.0, 1.0, 3.0), 8
+
+
+# -- the baselines the engine's inverse-CDF sampler is compared with ------------------------------
+def sample_multinomial(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Reference sampler via ``torch.multinomial`` (for benchmarks and tests).
+
+    Args:
+        weights: ``(..., n)`` non-negative weights.
+        generator: optional source of randomness.
+
+    Returns:
+        ``(...)`` int64 indices.
+    """
+    flat = weights.reshape(-1, weights.shape[-1])
+    return torch.multinomial(flat, 1, generator=generator).view(weights.shape[:-1])
+
+
+def sample_gumbel_max(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
+    """Reference sampler via the Gumbel-max trick (for benchmarks): needs ``n`` uniforms per row.
+
+    Args:
+        weights: ``(..., n)`` non-negative weights.
+        generator: optional source of randomness.
+
+    Returns:
+        ``(...)`` int64 indices.
+    """
+    u = torch.rand(weights.shape, generator=generator, dtype=weights.dtype, device=weights.device)
+    gumbel = -torch.log(-torch.log(u.clamp_min(1e-30)))
+    return (weights.log() + gumbel).argmax(-1)
 
 
 def best_time(fn, repeats: int = 5) -> float:

@@ -71,7 +71,9 @@ def test_the_engine_is_the_one_place_a_policy_or_dynamics_value_is_range_checked
 
     for path in (PKG / "pipeline").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
-            if not isinstance(node, ast.Compare) or not isinstance(node.ops[0], (ast.Lt, ast.LtE, ast.Gt, ast.GtE)):
+            if not isinstance(node, ast.Compare) or not isinstance(
+                node.ops[0], (ast.Lt, ast.LtE, ast.Gt, ast.GtE)
+            ):
                 continue
             sides = [node.left, *node.comparators]
             numeric = any(isinstance(x, ast.Constant) and isinstance(x.value, (int, float)) for x in sides)

@@ -14,9 +14,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from rectest.sim.shards import UserShards
 
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim.shards import UserShards
 
 REPO = Path(__file__).resolve().parents[1]
 needs_cuda = pytest.mark.skipif(
@@ -68,7 +68,9 @@ def test_sharded_simulation_runs_on_cuda_and_draws_what_the_engine_draws() -> No
     cuda_state = State(state.users.to(CUDA), state.creators.to(CUDA))
     policy = Policy(beta=[1.0, 5.0], k=[30, 4])
     engine = Simulation(cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4)
-    sharded = Simulation(cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4, shards=UserShards(cuda_state.m))
+    sharded = Simulation(
+        cuda_state, policy, Dynamics(), seeds=[3, 4], log_every=4, shards=UserShards(cuda_state.m)
+    )
     for _ in range(12):
         assert torch.equal(engine.step(), sharded.step())
     assert torch.equal(engine.creators, sharded.creators)

@@ -38,4 +38,6 @@ def test_readme_pipeline_example_runs_without_hydra_at_the_cli_thread_count(tmp_
     folder = namespace["folder"]
     summary = json.loads((folder / "summary.json").read_text())
     assert summary["horizon"] == 200 and len(summary["replicas"]) == 8
-    assert {tuple(sorted(r["params"].items())) for r in summary["replicas"]} == {(("k", k),) for k in (1, 5, 10, 50)}
+    assert {tuple(sorted(r["params"].items())) for r in summary["replicas"]} == {
+        (("k", k),) for k in (1, 5, 10, 50)
+    }

@@ -15,8 +15,6 @@ from torch.nn import functional as F
 from rectest.errors import ConfigError
 from rectest.models.mf_fused import mse_and_penalty
 
-SCORE_DOT = "dot"
-
 
 class MatrixFactorization(nn.Module):
     """Biased MF for explicit ratings (MSE) or implicit feedback (BPR / sampled softmax).
@@ -34,8 +32,6 @@ class MatrixFactorization(nn.Module):
             (dense tables only; the first step compiles for seconds, CPU needs a C++ compiler): the
             throughput setting of ``benchmarks/bench_train.py``.
     """
-
-    score_kind: str = SCORE_DOT
 
     def __init__(
         self,

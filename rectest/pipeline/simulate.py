@@ -30,7 +30,7 @@ from rectest.pipeline.sweep import Replica, Sweep
 from rectest.report.console import console_summary, timings_line
 from rectest.report.frames import history_frame
 from rectest.report.geometry import GEOMETRY
-from rectest.report.metrics_log import MetricsLog, read_metrics
+from rectest.report.metrics_log import MetricsLog
 from rectest.report.run_reports import write_run_reports
 from rectest.report.summary import write_summary
 from rectest.report.values import (
@@ -309,7 +309,8 @@ def _finish(
     clock = time.perf_counter()
     replicas, keys = sweep.replicas, sweep.keys
     final = sim.gather_state()  # all users (a collective when sharded)
-    frame = read_metrics(folder.metrics, keys)
+    params = [{k: r.params[k] for k in keys} for r in replicas]
+    frame = history_frame(sim.history, params, [r.seed for r in replicas])  # in memory (resumed runs too)
     extra = dict(extra)
     if extra.get(GEOMETRY) is not None:
         extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, sweep, settings)}

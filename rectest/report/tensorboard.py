@@ -29,7 +29,6 @@ from rectest.report.layout import TB_DIR
 from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
 
 SIM_PREFIX = "sim/"
-SIM_TAGS: dict[str, str] = {m: SIM_PREFIX + m for m in MEASURES}
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
 NO_SWEEP_RUN = "all"
 SUMMARY_RUN = "summary"  # the run of what belongs to the whole sweep: figures, tables, the starting state
@@ -207,13 +206,6 @@ class SimWriters(SimScalarLogger):
             self._root = None
 
 
-def log_frame(frame: pd.DataFrame, sweep_keys: Sequence[str], tb_dir: Path) -> list[Path]:
-    """Write a whole metrics frame as ``sim/`` scalars; return the run folders written."""
-    with SimScalarLogger(tb_dir, sweep_keys) as logger:
-        logger.log(frame)
-        return sorted(Path(w.log_dir) for w in logger._writers.values())
-
-
 def _hparam_value(value: Any) -> bool | int | float | str:
     value = normalize_value(value)
     if isinstance(value, bool | int | float | str):
@@ -320,12 +312,10 @@ def log_figure(writer: SummaryWriter, tag: str, figure: Figure | Path | str, ste
 
 __all__ = [
     "SIM_PREFIX",
-    "SIM_TAGS",
     "TB_DIR",
     "SimScalarLogger",
     "SimWriters",
     "log_figure",
-    "log_frame",
     "log_hparams",
     "log_projector",
     "run_name",

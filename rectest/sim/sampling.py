@@ -56,32 +56,3 @@ def sample_inverse_cdf(weights: Tensor, uniforms: Tensor) -> tuple[Tensor, Tenso
 def _below(x: Tensor, limit: Tensor) -> Tensor:
     """``x`` clamped strictly below ``limit`` (so a search with ``right=True`` stays inside the row)."""
     return torch.minimum(x, torch.nextafter(limit, torch.zeros_like(limit)))
-
-
-def sample_multinomial(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Reference sampler via ``torch.multinomial`` (for benchmarks and tests).
-
-    Args:
-        weights: ``(..., n)`` non-negative weights.
-        generator: optional source of randomness.
-
-    Returns:
-        ``(...)`` int64 indices.
-    """
-    flat = weights.reshape(-1, weights.shape[-1])
-    return torch.multinomial(flat, 1, generator=generator).view(weights.shape[:-1])
-
-
-def sample_gumbel_max(weights: Tensor, generator: torch.Generator | None = None) -> Tensor:
-    """Reference sampler via the Gumbel-max trick (for benchmarks): needs ``n`` uniforms per row.
-
-    Args:
-        weights: ``(..., n)`` non-negative weights.
-        generator: optional source of randomness.
-
-    Returns:
-        ``(...)`` int64 indices.
-    """
-    u = torch.rand(weights.shape, generator=generator, dtype=weights.dtype, device=weights.device)
-    gumbel = -torch.log(-torch.log(u.clamp_min(1e-30)))
-    return (weights.log() + gumbel).argmax(-1)

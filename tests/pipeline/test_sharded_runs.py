@@ -13,21 +13,30 @@ import pytest
 from tests.conftest import REPO, compose_config, run_config
 
 BASE = ["+experiment=topk", "sim.init=truth", "sim.steps=12", "sim.seeds=[0,1]", "sim.log_every=3"]
-QUIET = ["logger.tensorboard=false", "logger.figures=false", "logger.projector=false", "logger.progress=false"]
+QUIET = [
+    "logger.tensorboard=false",
+    "logger.figures=false",
+    "logger.projector=false",
+    "logger.progress=false",
+]
 EXACT = ["step", "replica", "seed", "k", "CD", "TP", "UD", "clusters", "polarized"]  # bit for bit
 SUMMED = ["RD", "RR"]  # means all-reduced over the ranks: equal to float rounding
 
 
 def test_a_world_of_one_shard_is_the_single_process_run(tmp_path: Path) -> None:
     one = run_config(compose_config([*BASE, *QUIET, "sim.checkpoint_every=5"]), tmp_path / "one")
-    auto = run_config(compose_config([*BASE, *QUIET, "sim.checkpoint_every=5", "sim.shards=auto"]), tmp_path / "auto")
+    auto = run_config(
+        compose_config([*BASE, *QUIET, "sim.checkpoint_every=5", "sim.shards=auto"]), tmp_path / "auto"
+    )
     assert (auto / "metrics.csv").read_bytes() == (one / "metrics.csv").read_bytes()
 
 
 def test_shards_must_match_the_processes(tmp_path: Path) -> None:
     from rectest.errors import ConfigError
 
-    with pytest.raises(ConfigError, match=r"sim.shards=2: this run has 1 process\(es\); launch it with torchrun"):
+    with pytest.raises(
+        ConfigError, match=r"sim.shards=2: this run has 1 process\(es\); launch it with torchrun"
+    ):
         run_config(compose_config([*BASE, *QUIET, "sim.shards=2"]), tmp_path / "run")
     assert not (tmp_path / "run").exists()
 

@@ -12,9 +12,9 @@ import pytest
 import torch
 
 from rectest.data.sources import synthetic
+from rectest.errors import ConfigError
 from rectest.models.mf import MatrixFactorization
 from rectest.models.task import RecommenderTask
-from rectest.errors import ConfigError
 from rectest.pipeline.compose import build_spec
 from rectest.pipeline.spec import (
     CreatorChoice,
@@ -90,7 +90,9 @@ def test_nothing_but_the_engine_checks_the_ranges(monkeypatch):
     monkeypatch.setattr(Policy, "check", lambda self, n: None)
     monkeypatch.setattr(Dynamics, "__post_init__", lambda self: None)
     monkeypatch.setattr(Dynamics, "check", lambda self, d: None)
-    spec = build_spec(compose_config(["policy.k=0", "policy.beta=-2", "dynamics.eta_u=7", "dynamics.fixed_dims=99"]))
+    spec = build_spec(
+        compose_config(["policy.k=0", "policy.beta=-2", "dynamics.eta_u=7", "dynamics.fixed_dims=99"])
+    )
     sweep = expand(spec, n_creators=50, d=10)
     assert set(sweep.policy.k) == {0} and set(sweep.policy.beta) == {-2.0}
     assert set(sweep.dynamics.eta_u) == {7.0} and set(sweep.dynamics.fixed_dims) == {99}
@@ -119,7 +121,10 @@ def test_the_identity_of_a_python_spec_is_stable_and_tells_runs_apart():
     first, again = tiny_spec(), tiny_spec()
     assert first.identity == again.identity and "0x" not in first.identity  # no memory addresses
     assert tiny_spec(steps=5).identity != first.identity
-    assert RunSpec(data=first.data, logger=LoggerSpec(figures=True)).identity == RunSpec(data=first.data).identity
+    assert (
+        RunSpec(data=first.data, logger=LoggerSpec(figures=True)).identity
+        == RunSpec(data=first.data).identity
+    )
 
 
 def test_run_takes_a_spec_built_without_hydra(tmp_path):
@@ -139,7 +144,9 @@ folder = run(spec, Path({str(tmp_path / "run")!r}))
 assert "hydra" not in sys.modules, "the pipeline imported Hydra"
 print((folder / "metrics.csv").read_text().count("\\n"))
 """
-    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == str(1 + 3 * 2)  # header + 3 steps x 2 replicas (k = 2, n)
 
@@ -185,7 +192,14 @@ def test_the_entry_point_returns_the_objective(tmp_path):
     from rectest.train import run_job
 
     cfg = compose_config(
-        ["+experiment=topk", "sim.steps=3", "sim.seeds=[0,1]", "sim.init=truth", "logger=none", "sim.objective=CD"]
+        [
+            "+experiment=topk",
+            "sim.steps=3",
+            "sim.seeds=[0,1]",
+            "sim.init=truth",
+            "logger=none",
+            "sim.objective=CD",
+        ]
     )
     value = run_job(cfg, tmp_path / "run")
     summary = json.loads((tmp_path / "run" / "summary.json").read_text())

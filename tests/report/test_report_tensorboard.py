@@ -13,10 +13,9 @@ from torch.utils.tensorboard import SummaryWriter
 
 from rectest.report.figures import measures_figure, plot_measures
 from rectest.report.tensorboard import (
-    SIM_TAGS,
+    SIM_PREFIX,
     SimScalarLogger,
     log_figure,
-    log_frame,
     log_hparams,
     log_projector,
     run_name,
@@ -31,14 +30,16 @@ def load(run_dir: Path) -> EventAccumulator:
 
 
 def test_sim_scalars_one_run_per_setting_with_the_seed_mean(known, tmp_path):
-    runs = log_frame(known.frame, ["k"], tmp_path / "tb")
+    with SimScalarLogger(tmp_path / "tb", ["k"]) as logger:
+        logger.log(known.frame)
+    runs = sorted(p for p in (tmp_path / "tb").iterdir())
     assert [p.name for p in runs] == ["k=1", "k=10", "k=none"]
     replicas = {"k=1": (0, 1), "k=none": (2, 3), "k=10": (4,)}
     for run in runs:
         acc = load(run)
         assert set(acc.Tags()["scalars"]) == {f"sim/{m}" for m in MEASURES}
         for m in MEASURES:
-            events = acc.Scalars(SIM_TAGS[m])
+            events = acc.Scalars(SIM_PREFIX + m)
             assert [e.step for e in events] == list(known.steps)
             reps = replicas[run.name]
             expected = [sum(known.value(m, t, r) for r in reps) / len(reps) for t in known.steps]
