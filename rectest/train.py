@@ -28,6 +28,7 @@ from omegaconf import DictConfig
 from rectest.errors import ConfigError, RectestError
 from rectest.pipeline import compose as _config  # registers the config schemas
 from rectest.pipeline.rundir import RunFolder, RunLocked
+from rectest.report import layout
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 OUTPUTS = "outputs"
@@ -94,7 +95,7 @@ def run_job(cfg: DictConfig, run_dir: Path) -> float:
     ready = runner.prepare(spec)
     process.use_threads(spec.sim.threads, ready.size)
     folder = runner.execute(ready, run_dir)
-    if spec.sim.steps == 0 or not (folder / RunFolder.SUMMARY).exists():
+    if spec.sim.steps == 0 or not (folder / layout.SUMMARY_FILE).exists():
         return float("nan")
     return runner.objective(folder, spec.sim.objective)
 
@@ -109,8 +110,8 @@ def discard_unfinished(run_dir: Path) -> None:
     empty folders above it up to ``outputs/``, so the corrected command can reuse the name."""
     if (
         not run_dir.is_dir()
-        or (run_dir / RunFolder.CHECKPOINT).exists()
-        or (run_dir / RunFolder.SUMMARY).exists()
+        or (run_dir / layout.CHECKPOINT_FILE).exists()
+        or (run_dir / layout.SUMMARY_FILE).exists()
     ):
         return
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -27,52 +27,25 @@ class RunLocked(ConfigError):
     """Another live process holds the run folder."""
 
 
+def _file(name: str) -> property:
+    """A path inside the run folder, named in :mod:`rectest.report.layout`."""
+    return property(lambda self: self.root / name, doc=f"``{name}`` in the run folder")
+
+
 @dataclass(frozen=True)
 class RunFolder:
     """Paths inside one run folder (the one place that names them)."""
 
     root: Path
 
-    METRICS = layout.METRICS_FILE
-    SUMMARY = layout.SUMMARY_FILE
-    TABLE = layout.TABLE_FILE
-    FIGURES = layout.FIGURES_DIR
-    TENSORBOARD = layout.TB_DIR
-    CHECKPOINT = layout.CHECKPOINT_FILE
-    CONFIG = layout.CONFIG_FILE
-    RETRAIN_LOG = layout.RETRAIN_FILE
-
-    @property
-    def metrics(self) -> Path:
-        return self.root / self.METRICS
-
-    @property
-    def summary(self) -> Path:
-        return self.root / self.SUMMARY
-
-    @property
-    def table(self) -> Path:
-        return self.root / self.TABLE
-
-    @property
-    def figures(self) -> Path:
-        return self.root / self.FIGURES
-
-    @property
-    def tensorboard(self) -> Path:
-        return self.root / self.TENSORBOARD
-
-    @property
-    def checkpoint(self) -> Path:
-        return self.root / self.CHECKPOINT
-
-    @property
-    def config(self) -> Path:
-        return self.root / self.CONFIG
-
-    @property
-    def retrain_log(self) -> Path:
-        return self.root / self.RETRAIN_LOG
+    metrics = _file(layout.METRICS_FILE)
+    summary = _file(layout.SUMMARY_FILE)
+    table = _file(layout.TABLE_FILE)
+    figures = _file(layout.FIGURES_DIR)
+    tensorboard = _file(layout.TB_DIR)
+    checkpoint = _file(layout.CHECKPOINT_FILE)
+    config = _file(layout.CONFIG_FILE)
+    retrain_log = _file(layout.RETRAIN_FILE)
 
     def is_complete(self) -> bool:
         return self.summary.exists()

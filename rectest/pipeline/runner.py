@@ -33,6 +33,7 @@ from rectest.pipeline import simulate, start, training
 from rectest.pipeline.rundir import RunFolder
 from rectest.pipeline.spec import AUTO, Device, Recommender, RunSpec
 from rectest.pipeline.sweep import Sweep, expand, theorem_conditions
+from rectest.report import layout
 from rectest.report.geometry import geometry_console
 from rectest.report.summary import write_summary
 from rectest.sim import UserShards
@@ -145,7 +146,7 @@ def execute(ready: Prepared, run_dir: Path) -> Path:
 def objective(folder: Path, measure: str) -> float:
     """The final value of ``measure`` averaged over every replica of a finished run (NaN when the run
     simulated nothing): what the entry point returns to Hydra sweepers."""
-    summary = json.loads((Path(folder) / RunFolder.SUMMARY).read_text())
+    summary = json.loads((Path(folder) / layout.SUMMARY_FILE).read_text())
     finals = [float(rep["final"][measure]) for rep in summary.get("replicas", [])]
     return sum(finals) / len(finals) if finals else float("nan")
 

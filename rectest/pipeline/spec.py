@@ -25,6 +25,8 @@ from enum import Enum
 from typing import Any
 
 from rectest.errors import ConfigError
+from rectest.sim.dynamics import IMPACT_NAMES
+from rectest.sim.geometry import TRANSFORMS
 from rectest.sim.measures import MEASURES
 
 INF_WORDS = {"inf", "+inf", ".inf", "+.inf", "infinity"}
@@ -61,23 +63,12 @@ class CreatorChoice(Choice):
     all = "all"
 
 
-class Transform(Choice):
-    none = "none"
-    center = "center"
-    whiten = "whiten"
-    whiten_each = "whiten_each"
+# the engine's names, one definition: sim.transform and dynamics.f / dynamics.g
+Transform = Choice("Transform", [(name, name) for name in TRANSFORMS])
+Impact = Choice("Impact", [(name, name) for name in IMPACT_NAMES])
 
 
-class Impact(Choice):
-    sign = "sign"
-    identity = "identity"
-    tanh = "tanh"
-
-
-class Feedback(Choice):
-    explicit = "explicit"
-    implicit = "implicit"
-
+FEEDBACKS = ("explicit", "implicit")
 
 def _choice(kind: type[Choice], key: str, value: Any) -> Choice:
     """``value`` as a member of ``kind`` (a string from Python code, a member from the composed config)."""
@@ -279,7 +270,7 @@ class ModelSpec:
     ``task(net=)``) with every other argument bound."""
 
     dim: int = 16  # embedding dimension d of the exported vectors
-    feedback: Feedback = Feedback.explicit
+    feedback: str = "explicit"  # explicit | implicit (a string: ${model.feedback} reaches the task's arguments)
     batch_size: int = 1024
     num_negatives: int = 0  # sampled negatives per positive (implicit feedback)
     exclude_positives: bool = True  # a user's other training items are never its negatives
@@ -288,7 +279,8 @@ class ModelSpec:
     task: Any = None  # the task's `_target_` node; in a built spec, a callable
 
     def __post_init__(self) -> None:
-        self.feedback = _choice(Feedback, "model.feedback", self.feedback)
+        if self.feedback not in FEEDBACKS:
+            raise ConfigError(f"model.feedback={self.feedback!r}: expected one of {', '.join(FEEDBACKS)}")
         for key, low in (("dim", 1), ("batch_size", 1), ("num_negatives", 0), ("patience", 0)):
             _at_least(f"model.{key}", getattr(self, key), low)
 

@@ -142,7 +142,7 @@ def plan(spec: RunSpec, bundle: DataBundle, progress: str = "bar") -> Plan:
             task.set_uniformity_pool(torch.from_numpy(most_rated(inter, sim.n_creators)))
     datamodule = InteractionDataModule(
         bundle.split,
-        feedback=model.feedback.value,
+        feedback=model.feedback,
         batch_size=model.batch_size,
         num_negatives=model.num_negatives,
         seed=spec.seed,

@@ -139,3 +139,4 @@ def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
     net = MatrixFactorization(4, 6, dim=2, sparse=True)
     with pytest.raises(ConfigError, match="fused"):
         RecommenderTask(net, "implicit", "bpr", optimizer=optimizer, fused=True)
+

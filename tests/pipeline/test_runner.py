@@ -127,6 +127,7 @@ def test_bad_values_are_refused_before_any_work(tmp_path):
         ("sim.seeds=[0,3,0]", "sim.seeds=[0, 3, 0]: seed(s) [0] repeated"),
         ("sim.steps=-1", "sim.steps=-1: expected a whole number >= 0"),
         ("model.dim=0", "model.dim=0: expected a whole number >= 1"),
+        ("model.feedback=both", "model.feedback='both': expected one of explicit, implicit"),
         ("sim.objective=XX", "sim.objective='XX': expected one of CD"),
         ("sim.shards=2", "sim.shards=2: a sharded run starts from vectors every process can read"),
         ("sim.init=truth", None),  # valid on synthetic data: must not raise here
@@ -147,7 +148,6 @@ def test_unknown_choices_are_refused_when_the_config_is_composed():
         ("sim.transform=rotate", "[none, center, whiten, whiten_each]"),
         ("sim.creators=best", "[most_rated, random, all]"),
         ("sim.device=gpu", "[auto, cpu, cuda]"),
-        ("model.feedback=both", "[explicit, implicit]"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(f"{override}: Invalid value")) as caught:
             check_overrides([override])
