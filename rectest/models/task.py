@@ -24,6 +24,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rectest.data.datamodule import EXPLICIT, FEEDBACKS, IMPLICIT, pairs_to_mask
+from rectest.models.full_softmax import full_softmax_loss
 from rectest.errors import ConfigError
 from rectest.models.metrics import ranking_metrics
 
@@ -225,6 +226,9 @@ class RecommenderTask(pl.LightningModule):
                 return terms.mean()
             keep = ~seen.gather(1, neg)  # (B, k) negatives that are not the user's items
             return (terms * keep).sum() / keep.sum().clamp_min(1)
+        if self.loss_name == LOSS_FULL_SOFTMAX and hasattr(self.net, "score_factors"):
+            # fused with its matmul, chunked: no (B, n) scores, mask or log-softmax in memory
+            return full_softmax_loss(*self.net.score_factors(user), pos, t, batch.get("seen"))
         if self.loss_name == LOSS_FULL_SOFTMAX:
             logits = self.net.score_all(user) / t  # (B, n), label = the positive
             if seen is not None:

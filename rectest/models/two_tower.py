@@ -123,6 +123,13 @@ class TwoTower(nn.Module):
         v = self._prepare(self.item_tower(item))  # (N, d)
         return u @ v.T  # (B, N)
 
+    def score_factors(self, user: Tensor) -> tuple[Tensor, Tensor]:
+        """(B,) users -> ``(U (B, d), V (n, d))`` with :meth:`score_all` ``= U @ V.T`` (unit rows for cosine
+        scores): what the fused full-softmax loss takes instead of the (B, n) scores."""
+        u = self._prepare(self.user_tower(user))  # (B, d)
+        v = self._prepare(self.item_tower.mlp(self.item_tower.embedding.weight))  # (n, d)
+        return u, v
+
     def score_all(self, user: Tensor) -> Tensor:
         """(B,) user indices -> (B, n) scores of every item.
 

@@ -140,3 +140,34 @@ def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
     with pytest.raises(ConfigError, match="fused"):
         RecommenderTask(net, "implicit", "bpr", optimizer=optimizer, fused=True)
 
+
+
+@pytest.mark.parametrize("exclude", [False, True])
+def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, monkeypatch) -> None:
+    """Value and gradients of the chunked, fused loss against ``F.cross_entropy`` on the dense masked scores,
+    with chunks smaller than the batch, positives among the seen items or not."""
+    import rectest.models.full_softmax as fused
+
+    monkeypatch.setattr(fused, "CHUNK_ELEMENTS", 50)  # 1 row of 40 items per chunk: every boundary crossed
+    g = torch.Generator().manual_seed(5)
+    B, n, d, h = 7, 40, 5, 6
+    users = torch.nn.functional.normalize(torch.randn(B, d, generator=g, dtype=torch.float64), dim=1)
+    items = torch.nn.functional.normalize(torch.randn(n, d, generator=g, dtype=torch.float64), dim=1)
+    seen_items = torch.stack([torch.randperm(n, generator=g)[:h] for _ in range(B)])  # (B, h)
+    pos = torch.where(torch.arange(B) % 2 == 0, seen_items[:, 0], torch.randint(n, (B,), generator=g))
+    pairs = torch.stack([torch.arange(B).repeat_interleave(h), seen_items.reshape(-1)]) if exclude else None
+    u1, v1 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
+    u2, v2 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
+    got = fused.full_softmax_loss(u1, v1, pos, 0.2, pairs)
+    logits = u2 @ v2.T / 0.2
+    if exclude:
+        others = torch.zeros(B, n, dtype=torch.bool)
+        others[pairs[0], pairs[1]] = True
+        others[torch.arange(B), pos] = False
+        logits = logits.masked_fill(others, float("-inf"))
+    want = torch.nn.functional.cross_entropy(logits, pos)
+    (got * 3.0).backward()  # an upstream gradient other than 1
+    (want * 3.0).backward()
+    assert float(got) == pytest.approx(float(want), rel=1e-12)
+    torch.testing.assert_close(u1.grad, u2.grad, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(v1.grad, v2.grad, rtol=1e-10, atol=1e-12)

@@ -1,0 +1,87 @@
+"""The full-softmax cross-entropy fused with its score matmul, chunked over the batch.
+
+``loss = mean_b [ log sum_{j not excluded} exp(<u_b, v_j> / t) - <u_b, v_pos_b> / t ]``: each row's positive
+against every item of the catalogue, the row's other training items left out of the denominator. The same
+loss as ``F.cross_entropy((U @ V.T / t).masked_fill(others, -inf), pos)``, without the dense (B, n)
+logits, mask, log-softmax and their gradients in memory: rows are taken in chunks whose scores fit in cache;
+the forward keeps only each row's log-sum-exp, and the backward recomputes a chunk's scores and turns them
+into the gradient ``softmax - onehot`` in place before the two matmuls that carry it to ``U`` and ``V``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+from torch.autograd.function import FunctionCtx
+
+CHUNK_ELEMENTS = 1 << 19  # scores per chunk (2 MiB in float32): a chunk's round trip stays in cache
+
+
+def full_softmax_loss(users: Tensor, items: Tensor, pos: Tensor, temperature: float, seen: Tensor | None) -> Tensor:
+    """Mean full-softmax cross-entropy of (B, d) user and (n, d) item vectors (scores ``U @ V.T``).
+
+    Args:
+        users: (B, d) the batch's user vectors (unit for cosine scores).
+        items: (n, d) every item's vector.
+        pos: (B,) each row's positive item.
+        temperature: scores are divided by it.
+        seen: (2, nnz) (row, item) pairs of each row's user's training items, left out of the denominator
+            (the row's positive stays in); None leaves nothing out.
+    """
+    if seen is None:
+        rows = cols = pos.new_empty(0)
+    else:
+        keep = seen[1] != pos[seen[0]]  # the positive itself stays in the denominator
+        rows, cols = seen[0][keep], seen[1][keep]
+        order = torch.argsort(rows, stable=True)  # by row: a chunk's pairs are one slice
+        rows, cols = rows[order], cols[order]
+    return _FullSoftmax.apply(users, items, pos, rows, cols, 1.0 / temperature)
+
+
+def _chunks(batch: int, n: int) -> list[tuple[int, int]]:
+    step = max(1, CHUNK_ELEMENTS // max(n, 1))
+    return [(a, min(a + step, batch)) for a in range(0, batch, step)]
+
+
+def _scores(users: Tensor, items_t: Tensor, scale: float, a: int, b: int, rows: Tensor, cols: Tensor) -> Tensor:
+    """(b - a, n) scaled scores of rows a..b, their excluded items (``rows`` sorted) at -inf."""
+    scores = torch.matmul(users[a:b] * scale, items_t)  # (c, n)
+    if rows.numel():
+        lo, hi = torch.searchsorted(rows, torch.tensor([a, b], device=rows.device)).tolist()
+        scores[rows[lo:hi] - a, cols[lo:hi]] = float("-inf")
+    return scores
+
+
+class _FullSoftmax(torch.autograd.Function):
+    """(users, items, pos, excluded rows, excluded cols, 1 / t) -> the mean loss."""
+
+    @staticmethod
+    def forward(
+        ctx: FunctionCtx, users: Tensor, items: Tensor, pos: Tensor, rows: Tensor, cols: Tensor, scale: float
+    ) -> Tensor:
+        items_t = items.t()  # (d, n)
+        lse = users.new_empty(users.shape[0])  # (B,)
+        for a, b in _chunks(users.shape[0], items.shape[0]):
+            lse[a:b] = torch.logsumexp(_scores(users, items_t, scale, a, b, rows, cols), dim=1)
+        target = (users * items.index_select(0, pos)).sum(-1) * scale  # (B,)
+        ctx.save_for_backward(users, items, pos, rows, cols, lse)
+        ctx.scale = scale
+        return (lse - target).mean()
+
+    @staticmethod
+    def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
+        users, items, pos, rows, cols, lse = ctx.saved_tensors
+        scale = ctx.scale
+        batch = users.shape[0]
+        items_t = items.t()
+        g_users = torch.empty_like(users)  # (B, d)
+        g_items = torch.zeros_like(items)  # (n, d)
+        factor = grad * scale / batch
+        for a, b in _chunks(batch, items.shape[0]):
+            p = _scores(users, items_t, scale, a, b, rows, cols)  # (c, n)
+            p.sub_(lse[a:b].unsqueeze(1)).exp_()  # softmax over the kept items (excluded: exp(-inf) = 0)
+            p[torch.arange(b - a, device=p.device), pos[a:b]] -= 1.0  # softmax - onehot
+            p.mul_(factor)
+            g_users[a:b] = p @ items  # (c, d)
+            g_items.addmm_(p.t(), users[a:b])  # (n, d)
+        return g_users, g_items, None, None, None, None
