@@ -4,8 +4,9 @@
 against every item of the catalogue, the row's other training items left out of the denominator. The same
 loss as ``F.cross_entropy((U @ V.T / t).masked_fill(others, -inf), pos)``, without the dense (B, n)
 logits, mask, log-softmax and their gradients in memory: rows are taken in chunks whose scores fit in cache;
-the forward keeps only each row's log-sum-exp, and the backward recomputes a chunk's scores and turns them
-into the gradient ``softmax - onehot`` in place before the two matmuls that carry it to ``U`` and ``V``.
+while a chunk's scores are in cache they become the loss (log-sum-exp) and, in place, the gradient
+``softmax - onehot``, which two small matmuls carry to ``U`` and ``V``: one score matmul and one exp pass
+per chunk in all.
 """
 
 from __future__ import annotations
@@ -53,35 +54,38 @@ def _scores(users: Tensor, items_t: Tensor, scale: float, a: int, b: int, rows: 
 
 
 class _FullSoftmax(torch.autograd.Function):
-    """(users, items, pos, excluded rows, excluded cols, 1 / t) -> the mean loss."""
+    """(users, items, pos, excluded rows, excluded cols, 1 / t) -> the mean loss.
+
+    The gradient is computed in the forward pass, chunk by chunk, while each chunk's scores are in cache
+    (one score matmul and one exp pass per chunk, as in the fused linear cross-entropy kernels of LLM
+    training): the backward only scales it by the incoming gradient.
+    """
 
     @staticmethod
     def forward(
         ctx: FunctionCtx, users: Tensor, items: Tensor, pos: Tensor, rows: Tensor, cols: Tensor, scale: float
     ) -> Tensor:
+        batch = users.shape[0]
         items_t = items.t()  # (d, n)
-        lse = users.new_empty(users.shape[0])  # (B,)
-        for a, b in _chunks(users.shape[0], items.shape[0]):
-            lse[a:b] = torch.logsumexp(_scores(users, items_t, scale, a, b, rows, cols), dim=1)
+        lse = users.new_empty(batch)  # (B,)
+        g_users = torch.empty_like(users)  # (B, d) d loss / d users, for an incoming gradient of 1
+        g_items = torch.zeros_like(items)  # (n, d)
+        for a, b in _chunks(batch, items.shape[0]):
+            p = _scores(users, items_t, scale, a, b, rows, cols)  # (c, n), excluded items at -inf
+            top = p.amax(dim=1, keepdim=True)  # (c, 1)
+            p.sub_(top).exp_()  # exp(s - max); excluded: 0
+            total = p.sum(dim=1, keepdim=True)  # (c, 1)
+            lse[a:b] = (top + total.log()).squeeze(1)
+            p.div_(total)  # softmax over the kept items
+            p[torch.arange(b - a, device=p.device), pos[a:b]] -= 1.0  # softmax - onehot
+            p.mul_(scale / batch)
+            g_users[a:b] = p @ items  # (c, d)
+            g_items.addmm_(p.t(), users[a:b])  # (n, d)
         target = (users * items.index_select(0, pos)).sum(-1) * scale  # (B,)
-        ctx.save_for_backward(users, items, pos, rows, cols, lse)
-        ctx.scale = scale
+        ctx.save_for_backward(g_users, g_items)
         return (lse - target).mean()
 
     @staticmethod
     def backward(ctx: FunctionCtx, grad: Tensor) -> tuple[Tensor | None, ...]:
-        users, items, pos, rows, cols, lse = ctx.saved_tensors
-        scale = ctx.scale
-        batch = users.shape[0]
-        items_t = items.t()
-        g_users = torch.empty_like(users)  # (B, d)
-        g_items = torch.zeros_like(items)  # (n, d)
-        factor = grad * scale / batch
-        for a, b in _chunks(batch, items.shape[0]):
-            p = _scores(users, items_t, scale, a, b, rows, cols)  # (c, n)
-            p.sub_(lse[a:b].unsqueeze(1)).exp_()  # softmax over the kept items (excluded: exp(-inf) = 0)
-            p[torch.arange(b - a, device=p.device), pos[a:b]] -= 1.0  # softmax - onehot
-            p.mul_(factor)
-            g_users[a:b] = p @ items  # (c, d)
-            g_items.addmm_(p.t(), users[a:b])  # (n, d)
-        return g_users, g_items, None, None, None, None
+        g_users, g_items = ctx.saved_tensors
+        return g_users * grad, g_items * grad, None, None, None, None

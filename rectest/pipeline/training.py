@@ -165,7 +165,8 @@ def _with_callbacks(
 ) -> pl.Trainer:
     """``make_trainer`` with extra callbacks and the progress bar on or off."""
     kwargs["callbacks"] = [*kwargs.get("callbacks", []), *extra]
-    return make_trainer(enable_progress_bar=bar, **kwargs)
+    kwargs.setdefault("enable_progress_bar", bar)  # the caller's choice wins (fit turns it off for tests)
+    return make_trainer(**kwargs)
 
 
 def train_and_export(todo: Plan, bundle: DataBundle, run_dir: Path) -> tuple[np.ndarray, np.ndarray, dict]:
