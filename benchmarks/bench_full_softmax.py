@@ -42,7 +42,12 @@ def batch(size: int, g: torch.Generator) -> dict[str, torch.Tensor]:
     seen = torch.stack([torch.randperm(ITEMS, generator=g)[:HISTORY] for _ in range(size)])  # (B, H)
     pos = seen[:, 0]
     rows = torch.arange(size).repeat_interleave(HISTORY)
-    return {"user": user, "pos": pos, "neg": torch.zeros(size, 0, dtype=torch.long), "seen": torch.stack([rows, seen.reshape(-1)])}
+    return {
+        "user": user,
+        "pos": pos,
+        "neg": torch.zeros(size, 0, dtype=torch.long),
+        "seen": torch.stack([rows, seen.reshape(-1)]),
+    }
 
 
 def dense_mask_loss(task: RecommenderTask, b: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -91,7 +96,9 @@ def main() -> None:
     grad_gap = max(float((a - c).abs().max()) for a, c in zip(new[2], old[2], strict=True))
     floor = results["dense (before)"][0]
     batches = math.ceil(TRAIN_ROWS / args.batch)
-    print(f"two-tower full softmax, batch {args.batch} x {ITEMS:,} items, {HISTORY} seen items per row, one thread")
+    print(
+        f"two-tower full softmax, batch {args.batch} x {ITEMS:,} items, {HISTORY} seen items per row, one thread"
+    )
     print(f"| loss | ms per step (median of {args.repeats}) | / before | epoch (projected) |")
     print("|---|---:|---:|---:|")
     for name, (seconds, _, _) in results.items():

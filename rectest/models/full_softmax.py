@@ -18,7 +18,9 @@ from torch.autograd.function import FunctionCtx
 CHUNK_ELEMENTS = 1 << 19  # scores per chunk (2 MiB in float32): a chunk's round trip stays in cache
 
 
-def full_softmax_loss(users: Tensor, items: Tensor, pos: Tensor, temperature: float, seen: Tensor | None) -> Tensor:
+def full_softmax_loss(
+    users: Tensor, items: Tensor, pos: Tensor, temperature: float, seen: Tensor | None
+) -> Tensor:
     """Mean full-softmax cross-entropy of (B, d) user and (n, d) item vectors (scores ``U @ V.T``).
 
     Args:
@@ -44,7 +46,9 @@ def _chunks(batch: int, n: int) -> list[tuple[int, int]]:
     return [(a, min(a + step, batch)) for a in range(0, batch, step)]
 
 
-def _scores(users: Tensor, items_t: Tensor, scale: float, a: int, b: int, rows: Tensor, cols: Tensor) -> Tensor:
+def _scores(
+    users: Tensor, items_t: Tensor, scale: float, a: int, b: int, rows: Tensor, cols: Tensor
+) -> Tensor:
     """(b - a, n) scaled scores of rows a..b, their excluded items (``rows`` sorted) at -inf."""
     scores = torch.matmul(users[a:b] * scale, items_t)  # (c, n)
     if rows.numel():

@@ -24,8 +24,8 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from rectest.data.datamodule import EXPLICIT, FEEDBACKS, IMPLICIT, pairs_to_mask
-from rectest.models.full_softmax import full_softmax_loss
 from rectest.errors import ConfigError
+from rectest.models.full_softmax import full_softmax_loss
 from rectest.models.metrics import ranking_metrics
 
 LOSS_MSE = "mse"

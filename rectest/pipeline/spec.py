@@ -70,6 +70,7 @@ Impact = Choice("Impact", [(name, name) for name in IMPACT_NAMES])
 
 FEEDBACKS = ("explicit", "implicit")
 
+
 def _choice(kind: type[Choice], key: str, value: Any) -> Choice:
     """``value`` as a member of ``kind`` (a string from Python code, a member from the composed config)."""
     try:
@@ -270,7 +271,9 @@ class ModelSpec:
     ``task(net=)``) with every other argument bound."""
 
     dim: int = 16  # embedding dimension d of the exported vectors
-    feedback: str = "explicit"  # explicit | implicit (a string: ${model.feedback} reaches the task's arguments)
+    feedback: str = (
+        "explicit"  # explicit | implicit (a string: ${model.feedback} reaches the task's arguments)
+    )
     batch_size: int = 1024
     num_negatives: int = 0  # sampled negatives per positive (implicit feedback)
     exclude_positives: bool = True  # a user's other training items are never its negatives

@@ -231,15 +231,13 @@ class Simulation:
                 )
                 continue
             if self.policy.split is not None and not logged:
-                if self._sample_split(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b]):
-                    continue
+                self._sample_split(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b])
+                continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
             if self.policy.topk_only and not logged:
-                fast = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) or None on ties
-                if fast is not None:
-                    chosen[:, a:b] = fast
-                    continue
+                chosen[:, a:b] = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) from the k-lists
+                continue
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
             chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
@@ -252,7 +250,7 @@ class Simulation:
         sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
         return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
 
-    def _sample_split(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> bool:
+    def _sample_split(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> None:
         """A mixed batch: the short top-k lists from their lists, the other replicas from full rows (with
         beta folded into the score matmul when they are plain softmax). Each part scores only its own
         replicas; the draws are those of the general path up to float rounding.
@@ -262,16 +260,11 @@ class Simulation:
             creators: ``(R, n, d)`` the policy's view of the creators.
             uniforms: ``(R, c)`` this chunk's draws.
             out: ``(R, c)`` view that receives the choices.
-
-        Returns:
-            False (nothing written) when a tie at a k-th score needs the general path.
         """
         short, short_policy, rest, rest_policy = self.policy.split
         part_users = users.index_select(0, short)  # (R', c, d)
         part_creators = creators.index_select(0, short)  # (R', n, d)
         fast = short_policy.sample_top_k(part_users @ part_creators.transpose(1, 2), uniforms[short])
-        if fast is None:
-            return False
         part_users, part_creators = users.index_select(0, rest), creators.index_select(0, rest)
         if rest_policy.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
             w = torch.matmul(part_users * rest_policy.beta, part_creators.transpose(1, 2)).exp_()
@@ -282,7 +275,6 @@ class Simulation:
         finite[rest] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))
         self._guard(finite, "recommendation weights")
         out[short], out[rest] = fast, picked
-        return True
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""

@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
+from rectest.sim.sampling import sample_inverse_cdf
 
 # Up to this beta, exp(beta * s) for a cosine s lies in [e^-40, e^40]: no overflow or underflow in float32
 # (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
@@ -215,31 +216,40 @@ class BoundPolicy:
         w = self.weights(scores, creators)
         return w / w.sum(-1, keepdim=True)
 
-    def sample_top_k(self, scores: Tensor, uniforms: Tensor) -> Tensor | None:
+    def sample_top_k(self, scores: Tensor, uniforms: Tensor) -> Tensor:
         """Pure top-k sampling from the k-lists only (``topk_only`` policies): the same inverse-CDF draw as
         :meth:`weights` followed by ``sample_inverse_cdf`` (the list is put back in index order), up to
         float rounding, without an ``exp`` and a cumulative sum over all ``n`` creators.
+
+        A user whose k-th score ties with the next one has more than ``k`` eligible creators (every tie is
+        eligible, as in :meth:`weights`): those rows alone are drawn from their full rows, exactly as the
+        general path draws them.
 
         Args:
             scores: ``(R, c, n)`` the policy's scores.
             uniforms: ``(R, c)`` draws in ``[0, 1)``.
 
         Returns:
-            ``(R, c)`` int64 creator indices, or None when a tie at some user's k-th score makes the
-            eligible set larger than ``k`` (the caller then uses the general path).
+            ``(R, c)`` int64 creator indices.
         """
         kmax = self.kmax
         vals, idx = scores.topk(kmax + 1, dim=-1)  # (R, c, kmax + 1), sorted descending
         k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
-        if bool((vals.gather(-1, k - 1) == vals.gather(-1, k)).any()):
-            return None
+        kth = vals.gather(-1, k - 1)  # (R, c, 1)
+        tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible
         rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
         w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
         idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
         cdf = w.gather(-1, order).cumsum(-1)  # (R, c, kmax)
         target = uniforms.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]  # (R, c, 1)
         pos = torch.searchsorted(cdf, target, right=True).clamp_max_(kmax - 1)  # (R, c, 1)
-        return idx.gather(-1, pos).squeeze(-1)
+        chosen = idx.gather(-1, pos).squeeze(-1)  # (R, c)
+        if bool(tied.any()):
+            r, c = tied.nonzero(as_tuple=True)  # (t,), (t,)
+            rows = scores[r, c]  # (t, n)
+            full = torch.mul(rows, self.beta[r, 0]).exp_().mul_(_at_least(rows, kth[r, c]))  # as in weights()
+            chosen[r, c] = sample_inverse_cdf(full, uniforms[r, c])[0]
+        return chosen
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:

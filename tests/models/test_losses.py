@@ -141,7 +141,6 @@ def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
         RecommenderTask(net, "implicit", "bpr", optimizer=optimizer, fused=True)
 
 
-
 @pytest.mark.parametrize("exclude", [False, True])
 def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, monkeypatch) -> None:
     """Value and gradients of the chunked, fused loss against ``F.cross_entropy`` on the dense masked scores,

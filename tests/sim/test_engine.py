@@ -269,8 +269,12 @@ def test_pure_top_k_shortcut_draws_what_the_general_path_draws(gen):
     general, _ = sample_inverse_cdf(policy.weights(scores, state.creators.expand(3, -1, -1)), u)
     assert torch.equal(policy.sample_top_k(scores, u), general)
     tied = scores.clone()
-    tied[0, 0, :2] = 2.0  # two creators share the top score of user 0: k = 1 must take the general path
-    assert policy.sample_top_k(tied, u) is None
+    tied[0, 0, :2] = 2.0  # two creators share the top score of user 0: both eligible under k = 1
+    tied[1, 5:40, :9] = 1.5  # nine share user j's top score under k = 7, for 35 users
+    tied_general, _ = sample_inverse_cdf(policy.weights(tied, state.creators.expand(3, -1, -1)), u)
+    assert torch.equal(policy.sample_top_k(tied, u), tied_general)  # the tied rows drawn as the general path
+    firsts = {int(policy.sample_top_k(tied, torch.full_like(u, x))[0, 0]) for x in (0.1, 0.9)}
+    assert firsts == {0, 1}  # both tied creators can be drawn (beta = 0: uniform over the two)
     # in the engine: unlogged steps take the shortcut, logged ones the general path; same trajectory
     for policy in (Policy(beta=1.0, k=5), Policy(beta=2.0)):  # top-k and plain-softmax shortcuts
         sims = [Simulation(state, policy, Dynamics(), seeds=[3], log_every=every) for every in (1, 10**6)]
