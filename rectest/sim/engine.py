@@ -242,7 +242,7 @@ class Simulation:
             chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
             if logged:
-                rd_c, rr_c = M.recommendation_sums(w / total, scores, self.creators)
+                rd_c, rr_c = M.recommendation_sums(w, scores, self.creators, total)
                 rd += rd_c
                 rr += rr_c
         if self.shards is None or not logged:

@@ -69,30 +69,37 @@ EDGE_BUDGET_PER_VECTOR = 8
 
 def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Tensor, Tensor | None]:
     """CD and TP sums over all pairs; with ``cosine``, also the ``(E, 2)`` global (replica * n + index)
-    endpoints of the pairs ``i < k`` with cosine ``>= cosine`` (None once they exceed the budget)."""
+    endpoints of the pairs ``i < k`` with cosine ``>= cosine`` (None once they exceed the budget).
+
+    The Gram matrix is symmetric, so each chunk of rows ``a:b`` meets only the columns ``k >= a``: the pairs
+    ``i < k`` once (counted twice), the diagonal apart, half the work of all ``n x n`` pairs.
+    """
     R, n, _ = v.shape
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
+    diag_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     edges: list[Tensor] | None = [] if cosine is not None else None
     found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
     for a, b in _row_chunks(n, chunk):
-        gram = v[:, a:b] @ v.transpose(1, 2)  # (R, c, n)
-        abs_sum += gram.abs().sum((1, 2))
+        c = b - a
+        gram = v[:, a:b] @ v[:, a:].transpose(1, 2)  # (R, c, n - a): columns k >= a
+        block = gram[:, :, :c]  # (R, c, c) the pairs inside the chunk
+        lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
+        diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
+        block.masked_fill_(lower, 0.0)
+        abs_sum += torch.linalg.vector_norm(gram, ord=1, dim=(1, 2))  # pairs i < k, no temporary
         if edges is not None:
-            r, i, k = (gram >= cosine).nonzero(as_tuple=True)  # (E',) each
-            upper = k > i + a  # each pair once, no self-loops
-            found += int(upper.sum())
+            r, i, k = (gram >= cosine).nonzero(as_tuple=True)  # (E',) each, i < k only
+            found += int(r.numel())
             if found > budget:
                 edges = None  # dense: collapsed into few clusters
             else:
-                edges.append(torch.stack([r * n + i + a, r * n + k], 1)[upper])
-        dist = (2 - 2 * gram).clamp_min_(0).sqrt_()  # (R, c, n)
-        rows = torch.arange(b - a, device=v.device)
-        dist[:, rows, rows + a] = 0  # the diagonal is excluded, not rounded
-        dist_sum += dist.sum((1, 2))
-    cd = dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
+                edges.append(torch.stack([r * n + i + a, r * n + k + a], 1))
+        block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
+        dist_sum += gram.mul_(-2).add_(2).clamp_min_(0).sqrt_().sum((1, 2))  # in place: gram is spent
+    cd = 2 * dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
     pairs = None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
-    return cd, abs_sum / (n * n), pairs
+    return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs
 
 
 def _components(edges: Tensor, replicas: int, n: int) -> Tensor:
@@ -127,22 +134,32 @@ def tendency_to_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     return pairwise_diversity_and_polarization(v, chunk)[1]
 
 
-def recommendation_sums(p: Tensor, scores: Tensor, creators: Tensor) -> tuple[Tensor, Tensor]:
+def recommendation_sums(
+    p: Tensor, scores: Tensor, creators: Tensor, total: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Sums over a chunk of users of RD's and RR's per-user terms.
 
     Args:
-        p: ``(R, c, n)`` recommendation probabilities (rows sum to 1).
+        p: ``(R, c, n)`` recommendation probabilities (rows sum to 1), or unnormalised weights with their
+            row sums in ``total`` (the probabilities are then never formed: two small divisions instead of
+            a pass over ``(R, c, n)``).
         scores: ``(R, c, n)`` true scores ``s_ij``.
         creators: ``(R, n, d)`` unit creator vectors.
+        total: ``(R, c, 1)`` row sums of ``p`` when it is not normalised.
 
     Returns:
         ``rd``: ``(R,)`` ``sum_j (1 - ||vbar_j||^2)`` with ``vbar_j = sum_i p_ij v_i``; ``rr``: ``(R,)``
         ``sum_j sum_i p_ij s_ij``. Divide by ``m`` for RD and RR.
     """
     vbar = p @ creators  # (R, c, d)
+    rel = torch.matmul(p.unsqueeze(-2), scores.unsqueeze(-1)).view(
+        p.shape[:-1]
+    )  # (R, c) row dots, no temporary
+    if total is not None:
+        vbar = vbar / total
+        rel = rel / total.squeeze(-1)
     rd = (1 - (vbar * vbar).sum(-1)).clamp_min(0).sum(-1)  # (R,); >= 0 exactly, clamp the rounding
-    rr = (p * scores).sum((1, 2))  # (R,)
-    return rd, rr
+    return rd, rel.sum(-1)
 
 
 def recommendation_diversity(p: Tensor, creators: Tensor) -> Tensor:
