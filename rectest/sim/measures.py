@@ -18,6 +18,9 @@ from rectest.sim.shards import MIN, SUM, UserShards
 CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
 MEASURES = (CD, RD, RR, TP, UD, CLUSTERS, POLARIZED)
 CLUSTER_COSINE = 1 - 1e-3
+# count_clusters keeps the (R, n, n) adjacency (one byte a pair) between its sweeps up to this size, so that
+# later sweeps skip the Gram matrix: 32 replicas of ml-100k's 1,682 creators take 90 MB
+LINK_CACHE_BYTES = 1 << 28
 DEFAULT_CHUNK = 8192
 
 
@@ -188,14 +191,21 @@ def count_clusters(v: Tensor, cosine: float = CLUSTER_COSINE, chunk: int = DEFAU
     """
     R, n, _ = v.shape
     ids = torch.arange(n, device=v.device)
-    labels = ids.expand(R, n).clone()  # (R, n) a node of the same component with index <= own
+    labels = ids.to(torch.int32).expand(R, n).clone()  # (R, n) a node of the same component with index <= own
+    kept: list[Tensor] | None = [] if R * n * n <= LINK_CACHE_BYTES else None  # the adjacency, if it fits
     while True:
         new = labels.clone()
-        for a, b in _row_chunks(n, chunk):
-            linked = (v[:, a:b] @ v.transpose(1, 2)) >= cosine  # (R, c, n)
-            neighbour = torch.where(linked, labels.unsqueeze(1), n).amin(-1)  # (R, c)
+        for i, (a, b) in enumerate(_row_chunks(n, chunk)):
+            if kept is not None and i < len(kept):
+                linked = kept[i]  # computed in the first sweep
+            else:
+                linked = (v[:, a:b] @ v.transpose(1, 2)) >= cosine  # (R, c, n)
+                if kept is not None:
+                    kept.append(linked)
+            # the smallest linked label: labels - n < 0 where linked, 0 elsewhere (one int32 pass, no fill)
+            neighbour = ((labels.unsqueeze(1) - n) * linked).amin(-1) + n  # (R, c)
             new[:, a:b] = torch.minimum(new[:, a:b], neighbour)
-        new = new.gather(1, new)  # pointer jumping
+        new = new.gather(1, new.long())  # pointer jumping
         if torch.equal(new, labels):
             return (labels == ids).sum(-1)
         labels = new
