@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import os
 import shutil
 import sys
 import warnings
@@ -27,6 +26,7 @@ from omegaconf import DictConfig
 
 from rectest.errors import ConfigError, RectestError
 from rectest.pipeline import compose as _config  # registers the config schemas
+from rectest.pipeline.process import launched_by_torchrun
 from rectest.pipeline.rundir import RunFolder, RunLocked
 from rectest.report import layout
 
@@ -173,7 +173,7 @@ def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
     elif "run_name" in given:
         folder = RunFolder(Path(OUTPUTS) / given["run_name"])
     else:
-        if process_count() > 1:
+        if launched_by_torchrun():
             raise ConfigError(
                 "a run launched by torchrun needs run_name=NAME: every process writes into one run folder"
             )
@@ -182,11 +182,6 @@ def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
     folder.lock_now()
     if existed:
         folder.refuse_if_taken(_config.identity(cfg))
-
-
-def process_count() -> int:
-    """Processes torchrun started (1 without torchrun)."""
-    return int(os.environ.get("WORLD_SIZE", "1") or 1)
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")
