@@ -175,6 +175,13 @@ class DynamicsSpec:
         self.g = _choice(Impact, "dynamics.g", self.g)
 
 
+POLICY_KEYS = ("beta", "k", "tau", "eps", "rho", "mmr_lambda")
+DYNAMICS_KEYS = ("eta_u", "eta_c", "fixed_dims")
+GRID_KEYS = (*POLICY_KEYS, *DYNAMICS_KEYS, "retrain_every")
+"""The swept keys, in replica order, by short name (metrics.csv's columns); a grid of ``sim.grids`` sets
+some of them."""
+GRID_NAME = "name"  # a grid's label: the `family` column of metrics.csv
+
 RUN_PREFIX = "run:"  # sim.init=run:PATH starts from an earlier run's exported embeddings
 
 
@@ -203,6 +210,9 @@ class SimSpec:
     threads: int | None = None  # CPU threads (set by the entry point); null = 1 for small problems
     shards: Any = 1  # users split over this many torchrun processes (1: one process; auto: all of them)
     objective: str = "TP"  # the final measure (mean over replicas) the entry point returns to sweepers
+    # the replicas are the union of these grids (each: swept keys by short name, optional `name`); each grid
+    # starts from the values above and in `policy` / `dynamics`; [] = one grid, those values
+    grids: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.retrain_every = tuple(
@@ -234,6 +244,17 @@ class SimSpec:
         self.shards = _whole("sim.shards", self.shards, words=(AUTO,))
         if self.shards != AUTO:
             _at_least("sim.shards", self.shards, 1)
+        self.grids = [dict(g) for g in self.grids]
+        for i, g in enumerate(self.grids):
+            unknown = sorted(set(g) - {*GRID_KEYS, GRID_NAME})
+            if unknown:
+                raise ConfigError(
+                    f"sim.grids[{i}] has key(s) {unknown}: expected swept keys among {', '.join(GRID_KEYS)} "
+                    f"and an optional '{GRID_NAME}'"
+                )
+        names = [str(g.get(GRID_NAME, i)) for i, g in enumerate(self.grids)]
+        if len(set(names)) < len(names):
+            raise ConfigError(f"sim.grids: names {names} repeat; expected one name per grid")
         if self.objective not in MEASURES:
             raise ConfigError(f"sim.objective={self.objective!r}: expected one of {', '.join(MEASURES)}")
         self.device = _choice(Device, "sim.device", self.device)

@@ -2,7 +2,12 @@
 
 Any swept key may hold several values. The replicas are the Cartesian product of every key's values,
 times the seeds (``sim.seeds``), so one batched simulation runs the whole sweep. Replica order: parameters
-vary slowest, seeds fastest. The values are range-checked once, by :class:`~rectest.sim.Policy` and
+vary slowest, seeds fastest.
+
+``sim.grids`` makes the replicas a union of such products: each grid overrides some swept keys of the
+base values (``policy``, ``dynamics``, ``sim.retrain_every``), e.g. ``[{name: softmax, beta: [1, 3]},
+{name: topk, k: [1, 10]}]``, and grids follow one another in replica order. With more than one grid each
+replica also carries its grid's name as the ``family`` parameter (a metrics.csv column). The values are range-checked once, by :class:`~rectest.sim.Policy` and
 :class:`~rectest.sim.Dynamics` (their messages name the config key).
 """
 
@@ -10,17 +15,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from rectest.errors import ConfigError
-from rectest.pipeline.spec import ALL_CREATORS, RunSpec
+from rectest.pipeline.spec import ALL_CREATORS, DYNAMICS_KEYS, GRID_KEYS, GRID_NAME, POLICY_KEYS, RunSpec
 from rectest.sim import Dynamics, Policy
 
-POLICY_KEYS = ("beta", "k", "tau", "eps", "rho", "mmr_lambda")
-DYNAMICS_KEYS = ("eta_u", "eta_c", "fixed_dims")
-SWEEPABLE = (*POLICY_KEYS, *DYNAMICS_KEYS, "retrain_every")
+SWEEPABLE = GRID_KEYS
 """The swept keys, in replica order (their short names are metrics.csv columns)."""
+FAMILY = "family"
+"""The parameter (and metrics.csv column) that names a replica's grid when ``sim.grids`` has several."""
 
 
 @dataclass(frozen=True)
@@ -51,11 +56,26 @@ class Sweep:
         return Sweep(replicas, self.keys, policy, dynamics)
 
 
-def grid(spec: RunSpec, n_creators: int) -> dict[str, tuple]:
-    """Every swept key's values (``k = n`` resolved to the number of creators)."""
-    values = {key: getattr(spec.policy, key) for key in POLICY_KEYS}
-    values.update({key: getattr(spec.dynamics, key) for key in DYNAMICS_KEYS})
-    values["retrain_every"] = spec.sim.retrain_every
+def grid(spec: RunSpec, n_creators: int, overrides: dict[str, Any] | None = None) -> dict[str, tuple]:
+    """Every swept key's values (``k = n`` resolved to the number of creators).
+
+    Args:
+        spec: the run specification (its ``policy``, ``dynamics`` and ``sim.retrain_every`` are the base).
+        n_creators: the number of creators.
+        overrides: one grid of ``sim.grids``: swept keys by short name, parsed like the groups' own values.
+
+    Raises:
+        ConfigError: an override that does not parse (the message names the key).
+    """
+    policy, dynamics, sim = spec.policy, spec.dynamics, spec.sim
+    if overrides:
+        policy = replace(policy, **{k: v for k, v in overrides.items() if k in POLICY_KEYS})
+        dynamics = replace(dynamics, **{k: v for k, v in overrides.items() if k in DYNAMICS_KEYS})
+        if "retrain_every" in overrides:
+            sim = replace(sim, retrain_every=overrides["retrain_every"])
+    values = {key: getattr(policy, key) for key in POLICY_KEYS}
+    values.update({key: getattr(dynamics, key) for key in DYNAMICS_KEYS})
+    values["retrain_every"] = sim.retrain_every
     values["k"] = tuple(n_creators if k == ALL_CREATORS else k for k in values["k"])
     return values
 
@@ -66,12 +86,20 @@ def expand(spec: RunSpec, n_creators: int, d: int) -> Sweep:
     Raises:
         ConfigError: a value out of range (the engine's message, naming the config key).
     """
-    values = grid(spec, n_creators)
-    replicas = [
-        Replica(seed=seed, params=dict(zip(values, combo, strict=True)))
-        for combo in itertools.product(*values.values())
-        for seed in spec.sim.seeds
-    ]
+    grids = spec.sim.grids or [{}]
+    replicas = []
+    for i, overrides in enumerate(grids):
+        name = str(overrides.get(GRID_NAME, i))
+        try:
+            values = grid(spec, n_creators, {k: v for k, v in overrides.items() if k != GRID_NAME})
+        except ConfigError as err:
+            raise ConfigError(f"sim.grids[{i}] ({name}): {err}") from None
+        family = {FAMILY: name} if len(grids) > 1 else {}
+        replicas += [
+            Replica(seed=seed, params={**family, **dict(zip(values, combo, strict=True))})
+            for combo in itertools.product(*values.values())
+            for seed in spec.sim.seeds
+        ]
     try:
         policy, dynamics = engine_objects(
             replicas, spec.dynamics.f.value, spec.dynamics.g.value, spec.dynamics.tanh_slope
@@ -80,7 +108,7 @@ def expand(spec: RunSpec, n_creators: int, d: int) -> Sweep:
         dynamics.check(d)
     except ValueError as err:
         raise ConfigError(str(err)) from None
-    keys = [key for key, vals in values.items() if len(vals) > 1]
+    keys = [key for key in (FAMILY, *SWEEPABLE) if len({r.params.get(key) for r in replicas}) > 1]
     return Sweep(replicas, keys, policy, dynamics)
 
 

@@ -230,8 +230,8 @@ class Simulation:
                     torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights"
                 )
                 continue
-            if self.policy.split is not None and not logged:
-                self._sample_split(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b])
+            if self.policy.parts is not None and not logged:
+                self._sample_parts(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b])
                 continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
@@ -250,10 +250,10 @@ class Simulation:
         sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
         return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
 
-    def _sample_split(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> None:
-        """A mixed batch: the short top-k lists from their lists, the other replicas from full rows (with
-        beta folded into the score matmul when they are plain softmax). Each part scores only its own
-        replicas; the draws are those of the general path up to float rounding.
+    def _sample_parts(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> None:
+        """A batch that mixes kinds of policy, part by part, each with its own fast path: short top-k lists
+        from their lists, plain softmax with beta folded into the score matmul, the rest from full rows.
+        Each part scores only its own replicas; the draws are those of the general path up to float rounding.
 
         Args:
             users: ``(R, c, d)`` the policy's view of this chunk's users.
@@ -261,20 +261,22 @@ class Simulation:
             uniforms: ``(R, c)`` this chunk's draws.
             out: ``(R, c)`` view that receives the choices.
         """
-        short, short_policy, rest, rest_policy = self.policy.split
-        part_users = users.index_select(0, short)  # (R', c, d)
-        part_creators = creators.index_select(0, short)  # (R', n, d)
-        fast = short_policy.sample_top_k(part_users @ part_creators.transpose(1, 2), uniforms[short])
-        part_users, part_creators = users.index_select(0, rest), creators.index_select(0, rest)
-        if rest_policy.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
-            w = torch.matmul(part_users * rest_policy.beta, part_creators.transpose(1, 2)).exp_()
-        else:
-            w = rest_policy.weights(part_users @ part_creators.transpose(1, 2), part_creators)  # (R', c, n)
-        picked, total = sample_inverse_cdf(w, uniforms[rest])
-        finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)
-        finite[rest] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))
+        finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)  # (R,)
+        for replicas, part in self.policy.parts:
+            part_users = users.index_select(0, replicas)  # (R', c, d)
+            part_creators = creators.index_select(0, replicas)  # (R', n, d)
+            u = uniforms.index_select(0, replicas)  # (R', c)
+            if part.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
+                w = torch.matmul(part_users * part.beta, part_creators.transpose(1, 2)).exp_()  # (R', c, n)
+            elif part.topk_only:
+                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_creators.transpose(1, 2), u))
+                continue
+            else:
+                w = part.weights(part_users @ part_creators.transpose(1, 2), part_creators)  # (R', c, n)
+            picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
+            out.index_copy_(0, replicas, picked)
+            finite[replicas] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))
         self._guard(finite, "recommendation weights")
-        out[short], out[rest] = fast, picked
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""

@@ -26,9 +26,10 @@ from rectest.sim.sampling import sample_inverse_cdf
 # (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
 _NO_SHIFT_BETA = 40.0
 _RHO_DAMPING = 0.5
-# Top-k lists up to this length are sampled from the list alone when a batch mixes them with other
-# replicas: torch.topk of k + 1 scores costs less than an exp and a cumulative sum over all n creators for
-# short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list costs about as much).
+# Top-k lists up to this length form their own part of a batch that mixes them with longer lists or other
+# policies, sampled from the list alone: torch.topk of k + 1 scores costs less than an exp and a cumulative
+# sum over all n creators for short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list
+# costs about as much).
 SHORT_LIST = 16
 # Batches of top-k replicas alone sample from their k-lists up to this k: beyond it the sorted torch.topk of
 # k + 1 scores costs more than the general path (k-th value, exp, cumulative sum): at the ml-100k shape
@@ -173,23 +174,40 @@ class BoundPolicy:
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
         # (lists up to TOPK_LIST_MAX: a sorted torch.topk of a longer list costs more than the full rows)
         self.topk_only = all(x < n for x in k) and untouched and max(k) <= TOPK_LIST_MAX
-        # a batch mixing short top-k lists with other untouched replicas (a k sweep with k = n): the short
-        # lists are sampled from their lists, the others from full rows, each part with its own policy
-        self.split: tuple[Tensor, BoundPolicy, Tensor, BoundPolicy] | None = None
-        short = [r for r, x in enumerate(k) if x < n and x <= SHORT_LIST] if untouched else []
-        if short and len(short) < replicas:
-            rest = [r for r in range(replicas) if r not in short]
+        # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
+        # part by part, each part with its own fast path: a replica's draws never depend on its companions
+        mmr = as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None]
+        mmr = per_replica(mmr, replicas, "policy.mmr_lambda")
+        kinds: dict[tuple, list[int]] = {}
+        for r in range(replicas):
+            kind = (
+                mmr[r] is not None,
+                rho[r] > 0,
+                tau[r] > -math.inf,
+                eps[r] > 0,
+                math.isinf(beta[r]),
+                beta[r] > _NO_SHIFT_BETA,
+                0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2,  # no list, a short one, a longer one
+            )
+            kinds.setdefault(kind, []).append(r)
+        self.parts: list[tuple[Tensor, BoundPolicy]] | None = None
+        if len(kinds) > 1 and not self.topk_only:  # (pure top-k lists share one list path)
+            self.plain_softmax = False
 
             def part(rs: list[int]) -> BoundPolicy:
-                sub = Policy(beta=[beta[r] for r in rs], k=[k[r] for r in rs])
+                sub = Policy(
+                    beta=[beta[r] for r in rs],
+                    k=[int(k[r]) for r in rs],
+                    tau=[None if tau[r] == -math.inf else tau[r] for r in rs],
+                    eps=[eps[r] for r in rs],
+                    rho=[rho[r] for r in rs],
+                    mmr_lambda=[mmr[r] for r in rs],
+                    rho_iters=policy.rho_iters,
+                    rho_tol=policy.rho_tol,
+                )
                 return BoundPolicy(sub, len(rs), n, device, dtype)
 
-            self.split = (
-                torch.tensor(short, device=device),
-                part(short),
-                torch.tensor(rest, device=device),
-                part(rest),
-            )
+            self.parts = [(torch.tensor(rs, device=device), part(rs)) for rs in kinds.values()]
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
@@ -201,6 +219,13 @@ class BoundPolicy:
         Returns:
             ``(R, c, n)`` weights ``>= 0`` with a positive sum in every row. ``scores`` is not modified.
         """
+        if self.parts is not None:  # each kind of policy on its own replicas
+            w = torch.empty_like(scores)  # (R, c, n)
+            for replicas, part in self.parts:
+                w.index_copy_(
+                    0, replicas, part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas))
+                )
+            return w
         keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
         w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
         del keep

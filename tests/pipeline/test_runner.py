@@ -34,15 +34,15 @@ def tiny(experiment: str, *extra: str) -> list[str]:
     ]
 
 
-def _parse_table(path: Path) -> dict[str, dict[str, float]]:
-    """table.md -> {first cell: {measure: mean}} for the CD..TP columns."""
+def _parse_table(path: Path) -> dict[tuple[str, ...], dict[str, float]]:
+    """table.md -> {the cells before CD: {measure: mean}} for the CD..TP columns."""
     text = path.read_text().split("\n\n## ")[0]  # the results table, before the geometry sections
     lines = [ln for ln in text.splitlines() if ln.startswith("|")]
     header = [c.strip() for c in lines[0].strip("|").split("|")]
     out = {}
     for line in lines[2:]:
         cells = [c.strip() for c in line.strip("|").split("|")]
-        out[cells[0]] = {
+        out[tuple(cells[: header.index("CD")])] = {
             m: float(re.split(r" ± ", cells[header.index(m)])[0]) for m in ("CD", "RD", "RR", "TP")
         }
     return out

@@ -64,6 +64,38 @@ def test_a_swept_value_goes_from_the_command_line_to_the_engine_through_the_spec
     assert sweep.keys == ["beta", "k"]
 
 
+def test_grids_make_the_replicas_a_union_of_products_named_by_family():
+    spec = build_spec(
+        compose_config(
+            [
+                "sim.seeds=[0,1]",
+                "dynamics.eta_c=0.2",
+                "sim.grids=[{name: soft, beta: [1, inf]}, {name: top, k: [3, n], eta_u: 0.05}, {tau: 0.5}]",
+            ]
+        )
+    )
+    sweep = expand(spec, n_creators=50, d=10)
+    families = [r.params["family"] for r in sweep.replicas]
+    assert families == ["soft"] * 4 + ["top"] * 4 + ["2"] * 2  # grids in order, an unnamed one by position
+    assert sweep.policy.beta == [1.0, 1.0, math.inf, math.inf] + [1.0] * 6  # base beta outside its grid
+    assert sweep.policy.k == [None] * 4 + [3, 3, 50, 50] + [None] * 2  # k = n resolved; off outside its grid
+    assert sweep.policy.tau == [None] * 8 + [0.5, 0.5]
+    assert sweep.dynamics.eta_u == [0.1] * 4 + [0.05] * 4 + [0.1] * 2
+    assert sweep.dynamics.eta_c == [0.2] * 10  # the base value of every grid
+    assert sweep.seeds == [0, 1] * 5
+    assert sweep.keys == ["family", "beta", "k", "tau", "eta_u"]  # what varies across the union
+    for grids, message in [
+        ("[{kk: 3}]", "sim.grids[0] has key(s) ['kk']: expected swept keys among beta, k,"),
+        ("[{name: a, k: 0}, {name: a}]", "sim.grids: names ['a', 'a'] repeat"),
+    ]:
+        with pytest.raises(ConfigError, match=re.escape(message)):
+            build_spec(compose_config([f"sim.grids={grids}"]))
+    with pytest.raises(ConfigError, match=re.escape("sim.grids[1] (b): policy.k=2.5: expected a whole number")):
+        expand(build_spec(compose_config(["sim.grids=[{name: a}, {name: b, k: 2.5}]"])), 50, 10)
+    with pytest.raises(ConfigError, match=re.escape("policy.k=0: expected an integer >= 1")):
+        expand(build_spec(compose_config(["sim.grids=[{name: a}, {name: b, k: 0}]"])), 50, 10)
+
+
 @pytest.mark.parametrize(
     "override, engine_call",
     [

@@ -293,8 +293,39 @@ def test_a_k_sweep_with_no_truncation_samples_as_the_general_path_does():
         seeds = list(range(len(policy.k)))
         split = Simulation(state, policy, dyn, seeds=seeds, log_every=10**6)
         general = Simulation(state, policy, dyn, seeds=seeds, log_every=10**6)
-        assert split.policy.split is not None
-        general.policy.split = None  # every replica on full rows
+        assert split.policy.parts is not None
+        general.policy.parts = None  # every replica on full rows, one batch
         for _ in range(30):
             assert torch.equal(split.step(), general.step())
         assert torch.equal(split.users, general.users) and torch.equal(split.creators, general.creators)
+
+
+def test_a_batch_of_every_kind_of_policy_runs_each_replica_as_it_runs_alone():
+    """The frontier batches softmax, top-k, threshold, uniform traffic, rho and MMR replicas: each kind is
+    computed on its own replicas, so a replica's trajectory is the one it has alone (logged and unlogged
+    steps; float64, so rounding cannot flip a draw)."""
+    gen = torch.Generator().manual_seed(5)
+    state = State(random_sphere(1, 50, 4, gen, torch.float64), random_sphere(1, 30, 4, gen, torch.float64))
+    settings = [
+        {"beta": 2.0},
+        {"beta": 1.0, "k": 3},
+        {"beta": 1.0, "k": 20},
+        {"beta": 1.0, "tau": 0.5},
+        {"beta": 1.0, "k": 5, "eps": 0.1},
+        {"beta": 1.0, "rho": 1.0},
+        {"beta": 1.0, "k": 5, "mmr_lambda": 0.5},
+        {"beta": math.inf},
+    ]
+    keys = ("beta", "k", "tau", "eps", "rho", "mmr_lambda")
+    off = {"k": None, "tau": None, "eps": 0.0, "rho": 0.0, "mmr_lambda": None}
+    batch = Policy(**{key: [s.get(key, off.get(key)) for s in settings] for key in keys})
+    seeds = list(range(10, 10 + len(settings)))
+    together = Simulation(state, batch, Dynamics(), seeds=seeds, log_every=3)
+    assert together.policy.parts is not None and len(together.policy.parts) == len(settings)
+    together.run(12)
+    for r, setting in enumerate(settings):
+        alone = Simulation(state, Policy(**setting), Dynamics(), seeds=[seeds[r]], log_every=3)
+        alone.run(12)
+        assert torch.equal(alone.users[0], together.users[r]), setting
+        assert torch.equal(alone.creators[0], together.creators[r]), setting
+        assert torch.allclose(alone.history["RD"][:, 0], together.history["RD"][:, r], atol=1e-12), setting
