@@ -223,7 +223,9 @@ class BoundPolicy:
             w = torch.empty_like(scores)  # (R, c, n)
             for replicas, part in self.parts:
                 w.index_copy_(
-                    0, replicas, part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas))
+                    0,
+                    replicas,
+                    part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas)),
                 )
             return w
         keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None

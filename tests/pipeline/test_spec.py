@@ -90,7 +90,9 @@ def test_grids_make_the_replicas_a_union_of_products_named_by_family():
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             build_spec(compose_config([f"sim.grids={grids}"]))
-    with pytest.raises(ConfigError, match=re.escape("sim.grids[1] (b): policy.k=2.5: expected a whole number")):
+    with pytest.raises(
+        ConfigError, match=re.escape("sim.grids[1] (b): policy.k=2.5: expected a whole number")
+    ):
         expand(build_spec(compose_config(["sim.grids=[{name: a}, {name: b, k: 2.5}]"])), 50, 10)
     with pytest.raises(ConfigError, match=re.escape("policy.k=0: expected an integer >= 1")):
         expand(build_spec(compose_config(["sim.grids=[{name: a}, {name: b, k: 0}]"])), 50, 10)
