@@ -20,12 +20,11 @@ from typing import Any
 
 from rectest.errors import ConfigError
 from rectest.pipeline.spec import ALL_CREATORS, DYNAMICS_KEYS, GRID_KEYS, GRID_NAME, POLICY_KEYS, RunSpec
+from rectest.report.values import FAMILY
 from rectest.sim import Dynamics, Policy
 
 SWEEPABLE = GRID_KEYS
 """The swept keys, in replica order (their short names are metrics.csv columns)."""
-FAMILY = "family"
-"""The parameter (and metrics.csv column) that names a replica's grid when ``sim.grids`` has several."""
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,8 @@
 """Write every end-of-run report of a run folder from its metrics frame in one call.
 
 ``summary.json``, ``table.md`` (with the authors' numbers when the setting and the single sweep key have
-them) and ``figures/measures.png`` (plus one PNG per extra measure present: UD, clusters, polarized).
+them) and ``figures/measures.png`` (plus one PNG per extra measure present: UD, clusters, polarized); for a
+run of several grids (``sim.grids``), their diversity frontier (``frontier.md``, ``figures/frontier.png``).
 The pipeline calls :func:`write_run_reports` once at the end, then prints :func:`console_summary`.
 """
 
@@ -18,7 +19,7 @@ from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TABLE_FILE
 from rectest.report.paper import paper_reference
 from rectest.report.summary import summarize, write_summary
 from rectest.report.tables import write_table
-from rectest.report.values import MEASURES, PAPER_MEASURES
+from rectest.report.values import FAMILY, MEASURES, PAPER_MEASURES
 
 MEASURES_FIGURE = "measures.png"
 
@@ -73,6 +74,10 @@ def write_run_reports(
     if write_summary_file:
         write_summary(summary, run_dir / SUMMARY_FILE)
     write_table(summary, run_dir / TABLE_FILE, title, paper_rows(summary, setting))
+    if FAMILY in sweep_keys:  # several policy families (sim.grids): their diversity frontier
+        from rectest.report.frontier import write_frontier  # (also a command: imported late)
+
+        write_frontier(summary, run_dir, title, figures)
     if figures:
         from rectest.report.figures import plot_measure, plot_measures
 

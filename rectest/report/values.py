@@ -15,6 +15,7 @@ from typing import Any
 STEP = "step"
 SEED = "seed"
 REPLICA = "replica"
+FAMILY = "family"  # the swept parameter that names a replica's grid when sim.grids has several
 
 CD = "CD"
 RD = "RD"

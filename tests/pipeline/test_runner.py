@@ -82,6 +82,9 @@ def test_every_experiment_runs_tiny(experiment, tmp_path, request):
         for measure in ("CD", "RD", "RR", "TP"):
             assert row[measure] == pytest.approx(group["final"][measure]["mean"], abs=6e-4)
     assert (folder / "embeddings" / "users.npz").exists()
+    if "family" in summary["sweep_keys"]:  # several grids: the frontier, one row per setting
+        rows = [ln for ln in (folder / "frontier.md").read_text().splitlines() if ln.startswith("| ")][1:]
+        assert len(rows) == len(summary["groups"]) and (folder / "figures" / "frontier.png").exists()
 
 
 def test_tensorboard_has_sim_scalars_per_swept_value(tmp_path):
