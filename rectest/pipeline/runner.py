@@ -118,6 +118,8 @@ def execute(ready: Prepared, run_dir: Path) -> Path:
             _report_theorem(ready.sweep, ready.n)
             print(geometry_console(geometry))
         extra = {
+            "world": {"m": ready.m, "n": ready.n, "d": ready.d},
+            "values": [r.params for r in replicas],  # every swept key's value, per replica
             "theorem": [theorem_conditions(r.params, ready.n) for r in replicas],
             "training": begin.train_metrics,
             "geometry": geometry,

@@ -312,6 +312,8 @@ def _finish(
     params = [{k: r.params[k] for k in keys} for r in replicas]
     frame = history_frame(sim.history, params, [r.seed for r in replicas])  # in memory (resumed runs too)
     extra = dict(extra)
+    # per replica, the first step whose state is r-polarized (every step is checked, logged or not)
+    extra["polarized_at"] = [int(t) if t >= 0 else None for t in sim.first_polarized_step.tolist()]
     if extra.get(GEOMETRY) is not None:
         extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, sweep, settings)}
     summary = write_run_reports(

@@ -2,7 +2,9 @@
 
 ``summary.json``, ``table.md`` (with the authors' numbers when the setting and the single sweep key have
 them) and ``figures/measures.png`` (plus one PNG per extra measure present: UD, clusters, polarized); for a
-run of several grids (``sim.grids``), their diversity frontier (``frontier.md``, ``figures/frontier.png``).
+run of several grids (``sim.grids``), their diversity frontier (``frontier.md``, ``figures/frontier.png``),
+or, when each grid is named after the variable it varies (``eta_u``, ``eta_c``, ``beta``), the time to
+polarization (``convergence.md``, ``figures/convergence.png``).
 The pipeline calls :func:`write_run_reports` once at the end, then prints :func:`console_summary`.
 """
 
@@ -20,6 +22,8 @@ from rectest.report.paper import paper_reference
 from rectest.report.summary import summarize, write_summary
 from rectest.report.tables import write_table
 from rectest.report.values import FAMILY, MEASURES, PAPER_MEASURES
+
+VARIABLES = ("eta_u", "eta_c", "beta", "m", "n", "d")  # grids named so are a time-to-polarization design
 
 MEASURES_FIGURE = "measures.png"
 
@@ -74,8 +78,14 @@ def write_run_reports(
     if write_summary_file:
         write_summary(summary, run_dir / SUMMARY_FILE)
     write_table(summary, run_dir / TABLE_FILE, title, paper_rows(summary, setting))
-    if FAMILY in sweep_keys:  # several policy families (sim.grids): their diversity frontier
-        from rectest.report.frontier import write_frontier  # (also a command: imported late)
+    families = {r["params"].get(FAMILY) for r in summary["replicas"]} if FAMILY in sweep_keys else set()
+    # (both reports are also commands, so they are imported late)
+    if families and families <= set(VARIABLES):  # one grid per variable: the time to polarization
+        from rectest.report.convergence import write_convergence
+
+        write_convergence([summary], run_dir, title, figures)
+    elif families:  # several policy families: their diversity frontier
+        from rectest.report.frontier import write_frontier
 
         write_frontier(summary, run_dir, title, figures)
     if figures:

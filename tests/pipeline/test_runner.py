@@ -82,9 +82,13 @@ def test_every_experiment_runs_tiny(experiment, tmp_path, request):
         for measure in ("CD", "RD", "RR", "TP"):
             assert row[measure] == pytest.approx(group["final"][measure]["mean"], abs=6e-4)
     assert (folder / "embeddings" / "users.npz").exists()
-    if "family" in summary["sweep_keys"]:  # several grids: the frontier, one row per setting
+    if experiment == "frontier":  # several policy families: the frontier, one row per setting
         rows = [ln for ln in (folder / "frontier.md").read_text().splitlines() if ln.startswith("| ")][1:]
         assert len(rows) == len(summary["groups"]) and (folder / "figures" / "frontier.png").exists()
+    if experiment == "convergence":  # one grid per variable: per value, how many seeds polarized
+        text = (folder / "convergence.md").read_text()
+        assert all(f"\n| {var} | " in text for var in ("eta_u", "eta_c", "beta"))
+        assert len(summary["polarized_at"]) == replicas and (folder / "figures" / "convergence.png").exists()
 
 
 def test_tensorboard_has_sim_scalars_per_swept_value(tmp_path):
