@@ -25,7 +25,7 @@ from enum import Enum
 from typing import Any
 
 from rectest.errors import ConfigError
-from rectest.sim.dynamics import IMPACT_NAMES
+from rectest.sim.dynamics import CREATOR_RULES, IMPACT_NAMES
 from rectest.sim.geometry import TRANSFORMS
 from rectest.sim.measures import MEASURES
 
@@ -63,9 +63,10 @@ class CreatorChoice(Choice):
     all = "all"
 
 
-# the engine's names, one definition: sim.transform and dynamics.f / dynamics.g
+# the engine's names, one definition: sim.transform, dynamics.f / dynamics.g and dynamics.creator_rule
 Transform = Choice("Transform", [(name, name) for name in TRANSFORMS])
 Impact = Choice("Impact", [(name, name) for name in IMPACT_NAMES])
+CreatorRule = Choice("CreatorRule", [(name, name) for name in CREATOR_RULES])
 
 
 FEEDBACKS = ("explicit", "implicit")
@@ -164,8 +165,19 @@ class DynamicsSpec:
     g: Impact = Impact.sign  # creator impact function
     tanh_slope: float = 1.0
     fixed_dims: Any = 0  # int | list: the first coordinates of every user never move
+    creator_rule: Any = (
+        "audience"  # str | list: audience (the paper) | exposure | engagement (their gradient)
+    )
+    creator_cost: Any = 0.0  # float | list: adjustment cost c >= 0 of the creators (the step / (1 + c))
 
     def __post_init__(self) -> None:
+        self.creator_rule = tuple(
+            _choice(CreatorRule, "dynamics.creator_rule", v).value
+            for v in _values("dynamics.creator_rule", self.creator_rule)
+        )
+        self.creator_cost = tuple(
+            _number("dynamics.creator_cost", v) for v in _values("dynamics.creator_cost", self.creator_cost)
+        )
         self.eta_u = tuple(_number("dynamics.eta_u", v) for v in _values("dynamics.eta_u", self.eta_u))
         self.eta_c = tuple(_number("dynamics.eta_c", v) for v in _values("dynamics.eta_c", self.eta_c))
         self.fixed_dims = tuple(
@@ -176,7 +188,7 @@ class DynamicsSpec:
 
 
 POLICY_KEYS = ("beta", "k", "tau", "eps", "rho", "mmr_lambda")
-DYNAMICS_KEYS = ("eta_u", "eta_c", "fixed_dims")
+DYNAMICS_KEYS = ("eta_u", "eta_c", "fixed_dims", "creator_rule", "creator_cost")
 GRID_KEYS = (*POLICY_KEYS, *DYNAMICS_KEYS, "retrain_every")
 """The swept keys, in replica order, by short name (metrics.csv's columns); a grid of ``sim.grids`` sets
 some of them."""

@@ -132,7 +132,7 @@ def theorem_conditions(params: dict[str, Any], n_creators: int) -> dict[str, boo
     """Whether one replica's settings satisfy the polarization theorem's conditions (spec section 6).
 
     The theorem (authors' talk): if every p_ij > p0 > 0 and 0 < eta_u < eta_c / 2 < 1/4, the dynamics
-    polarize from any initial state.
+    polarize from any initial state. It is about the paper's creator rule (``audience``) only.
 
     Returns:
         ``{"positive_probabilities": ..., "rate_condition": ..., "theorem_applies": ...}``.
@@ -140,5 +140,8 @@ def theorem_conditions(params: dict[str, Any], n_creators: int) -> dict[str, boo
     truncated = (params["k"] is not None and params["k"] < n_creators) or params["tau"] is not None
     finite_softmax = math.isfinite(params["beta"]) and params["mmr_lambda"] is None
     positive = params["eps"] > 0 or (finite_softmax and not truncated)
-    rate = 0 < params["eta_u"] < params["eta_c"] / 2 < 0.25
+    rate = (
+        0 < params["eta_u"] < params["eta_c"] / 2 < 0.25
+        and params.get("creator_rule", "audience") == "audience"
+    )
     return {"positive_probabilities": positive, "rate_condition": rate, "theorem_applies": positive and rate}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +15,9 @@ from rectest.sim.shards import UserShards, creator_sums
 
 Impact = str | Callable[[Tensor], Tensor]
 IMPACT_NAMES = ("sign", "identity", "tanh")
+CREATOR_RULES = ("audience", "exposure", "engagement")
+"""What creators want: to move toward their audience (the paper), or up the gradient of their expected
+exposure or engagement under the current policy (beyond the paper)."""
 
 
 def impact_function(name_or_fn: Impact, tanh_slope: float = 1.0) -> Callable[[Tensor], Tensor]:
@@ -53,6 +56,15 @@ class Dynamics:
             only the other coordinates take the update, and the free part is rescaled so the norm is 1
             (a user whose frozen part alone has norm >= 1 is left unchanged). Must be ``< d``.
         tanh_slope: slope of the ``tanh`` impact function.
+        creator_rule: *(beyond the paper)* ``audience`` (the paper's rule: toward the users shown the
+            creator), ``exposure`` or ``engagement``: a step of size ``eta_c`` up the gradient on the sphere
+            (projected on the tangent plane, then back onto the sphere) of the creator's expected exposure
+            ``(n / m) sum_j p_ij`` or engagement ``(n / m) sum_j p_ij s_ij`` under the current policy, with the
+            eligible sets held fixed (their boundaries have measure zero). ``n / m`` makes uniform traffic an
+            exposure of 1. Needs the oracle's scores and a softmax-family policy (no rho, no MMR).
+        creator_cost: *(beyond the paper)* adjustment cost ``c >= 0`` of every rule: the step is the proximal
+            step of the linearised objective with the quadratic cost ``(1 + c) / (2 eta_c) ||v - v_t||^2``,
+            i.e. the plain step scaled by ``1 / (1 + c)``; scalar or per replica.
     """
 
     eta_u: PerReplica = 0.1
@@ -61,8 +73,16 @@ class Dynamics:
     g: Impact = "sign"
     fixed_dims: PerReplica = 0
     tanh_slope: float = 1.0
+    creator_rule: str | Sequence[str] = "audience"
+    creator_cost: PerReplica = 0.0
 
     def __post_init__(self) -> None:
+        for rule in self.rules():
+            if rule not in CREATOR_RULES:
+                raise ValueError(
+                    f"dynamics.creator_rule={rule!r}: expected one of {', '.join(CREATOR_RULES)}"
+                )
+        check_range(as_list(self.creator_cost, "dynamics.creator_cost"), "dynamics.creator_cost", 0.0, 1e30)
         for name in ("eta_u", "eta_c"):
             values = as_list(getattr(self, name), f"dynamics.{name}")
             if values is None:
@@ -75,6 +95,10 @@ class Dynamics:
             raise ValueError(f"dynamics.tanh_slope={self.tanh_slope}: expected a positive number")
         impact_function(self.f, self.tanh_slope)
         impact_function(self.g, self.tanh_slope)
+
+    def rules(self) -> list[str]:
+        """``creator_rule`` as a list (one element, or one per replica)."""
+        return [self.creator_rule] if isinstance(self.creator_rule, str) else list(self.creator_rule)
 
     def check(self, d: int) -> None:
         """Refuse as many fixed dimensions as the vectors have (the check that needs ``d``).
@@ -112,9 +136,22 @@ class BoundDynamics:
             self.free = (dims >= torch.tensor(fixed, device=device).view(-1, 1, 1)).to(dtype)  # (R, 1, d)
         self.f = impact_function(dyn.f, dyn.tanh_slope)
         self.g = impact_function(dyn.g, dyn.tanh_slope)
+        rules = per_replica(dyn.rules(), replicas, "dynamics.creator_rule")
+        self.rules = rules
+        self.climbs = None  # (R, 1, 1) bool: the replicas whose creators climb a gradient (None: none)
+        if any(r != "audience" for r in rules):
+            self.climbs = torch.tensor([r != "audience" for r in rules], device=device).view(-1, 1, 1)
+        self.engagement = torch.tensor([r == "engagement" for r in rules], device=device).view(-1, 1, 1)
+        cost = column(values("creator_cost"), device, dtype)  # (R, 1, 1)
+        self.eta_c = self.eta_c / (1 + cost)  # the proximal step of the adjustment cost
 
     def update(
-        self, users: Tensor, creators: Tensor, chosen: Tensor, shards: UserShards | None = None
+        self,
+        users: Tensor,
+        creators: Tensor,
+        chosen: Tensor,
+        shards: UserShards | None = None,
+        gradient: Tensor | None = None,
     ) -> tuple[Tensor, Tensor]:
         """One synchronous update from the time-t vectors.
 
@@ -123,20 +160,30 @@ class BoundDynamics:
             creators: ``(R, n, d)`` unit creator vectors at time t.
             chosen: ``(R, m)`` int64 index of the creator shown to each user.
             shards: adds the other ranks' users to each creator's audience (None: all users are here).
+            gradient: ``(R, n, d)`` the creators' objective gradient (needed when some replica's rule is
+                ``exposure`` or ``engagement``; see :func:`rectest.sim.incentives.creator_gradient`).
 
         Returns:
-            New ``(R, m, d)`` users and ``(R, n, d)`` creators, on the sphere; a creator shown to nobody is
-            returned unchanged (bit for bit).
+            New ``(R, m, d)`` users and ``(R, n, d)`` creators, on the sphere; under the audience rule a
+            creator shown to nobody is returned unchanged (bit for bit).
         """
         d, n = users.shape[2], creators.shape[1]
         shown = creators.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # (R, m, d) v_{i_j}
         s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
         new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
+        climbed = None
+        if self.climbs is not None:
+            if gradient is None:
+                raise ValueError("dynamics.creator_rule: the exposure and engagement rules need the gradient")
+            tangent = gradient - (gradient * creators).sum(-1, keepdim=True) * creators  # (R, n, d)
+            climbed = torch.where(self.eta_c > 0, normalize(creators + self.eta_c * tangent), creators)
         terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
         acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
         pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
         moved = normalize(creators + self.eta_c * pull / count.clamp_min(1))  # (R, n, d)
         new_creators = torch.where(count > 0, moved, creators)
+        if climbed is not None:
+            new_creators = torch.where(self.climbs, climbed, new_creators)
         return new_users, new_creators
 
     def _move_users(self, users: Tensor, step: Tensor) -> Tensor:

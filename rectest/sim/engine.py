@@ -13,6 +13,8 @@ from torch import Tensor
 from rectest.sim import measures as M
 from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
+from rectest.sim.incentives import creator_gradient
+from rectest.sim.params import as_list, per_replica
 from rectest.sim.policies import Policy
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
@@ -86,6 +88,7 @@ class Simulation:
         device, dtype = self.users.device, self.users.dtype
         self.policy = policy.bind(R, state.n, device, dtype)
         self.dynamics = dynamics.bind(R, state.d, device, dtype)
+        _check_climbers(policy, self.dynamics.rules)
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
@@ -142,7 +145,20 @@ class Simulation:
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
-        users, creators = self.dynamics.update(self.users, self.creators, chosen, self.shards)  # 3. + 4.
+        gradient = None
+        if self.dynamics.climbs is not None:  # creators climb their exposure or engagement
+            if score_users is not None:
+                raise ValueError(
+                    "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
+                    "assumes the platform scores with the true vectors"
+                )
+            n = self.creators.shape[1]
+            gradient = creator_gradient(
+                self.users, self.creators, self.policy, self.dynamics.engagement, self._chunk(n), self.shards
+            )  # (R, n, d)
+        users, creators = self.dynamics.update(
+            self.users, self.creators, chosen, self.shards, gradient
+        )  # 3. + 4.
         finite = torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2))  # (R,)
         if self.shards is not None:  # every rank stops together
             finite = self.shards.reduce(finite.to(torch.int32), "min").bool()
@@ -375,3 +391,22 @@ class Simulation:
             {**{name: hist[name][i] for name in M.MEASURES}, "step": hist["step"][i]}
             for i in range(hist["step"].shape[0])
         ]
+
+
+def _check_climbers(policy: Policy, rules: list[str]) -> None:
+    """Refuse the exposure and engagement rules on replicas whose policy has no gradient here (rho, MMR).
+
+    Raises:
+        ValueError: naming the replica and its rule.
+    """
+    R = len(rules)
+    rho = per_replica(as_list(policy.rho, "policy.rho") or [0.0], R, "policy.rho")
+    mmr = per_replica(
+        as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None], R, "policy.mmr_lambda"
+    )
+    for r, rule in enumerate(rules):
+        if rule != "audience" and (rho[r] > 0 or mmr[r] is not None):
+            raise ValueError(
+                f"dynamics.creator_rule={rule} in replica {r} needs a softmax-family policy: the gradient of "
+                "the diversity-aware objective (policy.rho) and of MMR lists is not defined here"
+            )

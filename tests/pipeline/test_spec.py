@@ -106,6 +106,7 @@ def test_grids_make_the_replicas_a_union_of_products_named_by_family():
         ("policy.tau=1.5", lambda: Policy(tau=[1.5])),
         ("dynamics.eta_u=1.5", lambda: Dynamics(eta_u=[1.5])),
         ("policy.mmr_lambda=0.5", lambda: Policy(mmr_lambda=[0.5], k=[None])),
+        ("dynamics.creator_cost=-1", lambda: Dynamics(creator_cost=[-1.0])),
     ],
 )
 def test_a_bad_value_is_refused_by_the_engine_with_the_config_key(override, engine_call):
@@ -142,6 +143,10 @@ def test_the_spec_parses_its_values_once_and_names_the_key():
         (lambda: PolicySpec(k=2.5), "policy.k=2.5: expected a whole number or 'n' (or null)"),
         (lambda: PolicySpec(beta=[]), "policy.beta=[]: a sweep needs at least one value"),
         (lambda: DynamicsSpec(g="cube"), "dynamics.g='cube': expected one of sign, identity, tanh"),
+        (
+            lambda: DynamicsSpec(creator_rule=["audience", "greed"]),
+            "dynamics.creator_rule='greed': expected one of audience, exposure, engagement",
+        ),
         (lambda: SimSpec(device="gpu"), "sim.device='gpu': expected one of auto, cpu, cuda"),
         (lambda: SimSpec(steps=-1), "sim.steps=-1: expected a whole number >= 0"),
         (lambda: SimSpec(init="weights"), "sim.init='weights': expected one of embeddings, truth, run:PATH"),
