@@ -3,8 +3,10 @@ each): ``frontier.md`` and ``figures/frontier.png``.
 
 For every setting (a group of ``summary.json``): the long-run system diversity and polarization (CD and TP
 at the last logged step) against what users get along the way (RR and RD averaged over the logged steps),
-as mean ± standard error across seeds. A setting is on the *Pareto front* when no other setting has both a
-higher time-averaged RR and a higher final CD (ties count as not better).
+as mean ± standard error across seeds. A setting is on the *relevance front* when no other setting has both a
+higher time-averaged RR and a higher final CD (ties count as not better), and on the *diversity front* when
+none has both a higher time-averaged RD and a higher final CD: the trade-off between the diversity of what
+each user is shown and the diversity of the whole system that the paper's authors leave open.
 
 Also a command for a finished run folder: ``python -m rectest.report.frontier RUN_DIR``.
 """
@@ -27,6 +29,8 @@ FRONTIER_TABLE = "frontier.md"
 FRONTIER_FIGURE = "frontier.png"
 AXES = ((RR, CD), (RR, TP), (RD, CD), (RD, TP))
 """The figure's panels: (time-averaged measure on x, final measure on y)."""
+FRONTS = {"relevance_front": RR, "diversity_front": RD}
+"""Each front: the time-averaged measure traded against the final CD."""
 
 
 def frontier_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
@@ -51,16 +55,22 @@ def frontier_rows(summary: Mapping[str, Any]) -> list[dict[str, Any]]:
                 "time_avg": {m: g["time_avg"][m] for m in (RR, RD)},
             }
         )
-    points = [(r["time_avg"][RR]["mean"], r["final"][CD]["mean"]) for r in rows]
-    for row, (x, y) in zip(rows, points, strict=True):
-        row["pareto"] = (
-            x is not None
-            and y is not None
-            and not any(
-                a is not None and b is not None and a >= x and b >= y and (a > x or b > y) for a, b in points
-            )
-        )
+    for front, measure in FRONTS.items():
+        points = [(r["time_avg"][measure]["mean"], r["final"][CD]["mean"]) for r in rows]
+        for row, flag in zip(rows, _undominated(points), strict=True):
+            row[front] = flag
     return rows
+
+
+def _undominated(points: Sequence[tuple[float | None, float | None]]) -> list[bool]:
+    """For each (x, y): no other point has x' >= x and y' >= y with one of them strictly greater."""
+
+    def beaten(x: float, y: float) -> bool:
+        return any(
+            a is not None and b is not None and a >= x and b >= y and (a > x or b > y) for a, b in points
+        )
+
+    return [x is not None and y is not None and not beaten(x, y) for x, y in points]
 
 
 def _distinctive(params: dict[str, Any], family: str, groups: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
@@ -77,12 +87,13 @@ def _distinctive(params: dict[str, Any], family: str, groups: Sequence[Mapping[s
 
 
 def frontier_markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
-    """The frontier as a Markdown table (``*`` marks the Pareto front of final CD against mean RR)."""
+    """The frontier as a Markdown table (``R`` / ``D``: on the relevance / diversity front)."""
     lines = [
         f"# {title}: the diversity frontier",
         "",
         "CD and TP at the last logged step; RR and RD averaged over the logged steps (mean ± stderr over "
-        "seeds). `*`: on the Pareto front of final CD against mean RR.",
+        "seeds). Fronts (Pareto): `R` no other setting has both a higher mean RR and a higher final CD; `D` "
+        "none has both a higher mean RD and a higher final CD.",
         "",
         "| family | setting | seeds | mean RR | mean RD | CD at T | TP at T | front |",
         "|---|---|---|---|---|---|---|---|",
@@ -96,7 +107,7 @@ def frontier_markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
             format_mean_stderr(r["time_avg"][RD]),
             format_mean_stderr(r["final"][CD]),
             format_mean_stderr(r["final"][TP]),
-            "*" if r["pareto"] else "",
+            " ".join(tag for tag, front in (("R", "relevance_front"), ("D", "diversity_front")) if r[front]),
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -110,7 +121,7 @@ def _stat(row: Mapping[str, Any], measure: str) -> tuple[float, float]:
 
 def frontier_figure(rows: Sequence[Mapping[str, Any]], title: str):
     """Four panels (see :data:`AXES`): one marker family per policy family, error bars of one stderr, the
-    Pareto front of final CD against mean RR as a line on the first panel."""
+    two Pareto fronts as dashed lines on the CD panels."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
@@ -129,8 +140,9 @@ def frontier_figure(rows: Sequence[Mapping[str, Any]], title: str):
             ax.errorbar(
                 xs, ys, xerr=xe, yerr=ye, fmt=marker, color=color, ms=6, capsize=2, lw=1, label=family
             )
-        if (xm, ym) == (RR, CD):
-            front = sorted((_stat(r, RR)[0], _stat(r, CD)[0]) for r in rows if r["pareto"])
+        if ym == CD:
+            flag = next(front for front, measure in FRONTS.items() if measure == xm)
+            front = sorted((_stat(r, xm)[0], _stat(r, CD)[0]) for r in rows if r[flag])
             if front:
                 ax.plot(*zip(*front, strict=True), color="0.3", lw=1, ls="--", label="Pareto front", zorder=0)
         ax.set_xlabel(f"mean {LONG_NAMES[xm]}")

@@ -27,11 +27,13 @@ def test_the_front_holds_exactly_the_settings_no_other_beats_on_both_axes():
         _group("b", 5, rr=0.4, cd=1.20),  # beaten by every other
     ]
     rows = frontier_rows({"groups": groups})
-    assert [r["pareto"] for r in rows] == [True, True, True, False, False]
+    assert [r["relevance_front"] for r in rows] == [True, True, True, False, False]
+    # RD = 1 - RR here: the diversity front of CD against RD keeps the most diverse and the best CD
+    assert [r["diversity_front"] for r in rows] == [False, True, False, False, True]
     assert [r["family"] for r in rows] == ["a", "a", "b", "b", "b"]
     assert rows[0]["label"] == "beta=1"  # k is the same everywhere: not part of the label
     text = frontier_markdown(rows, "t")
-    assert text.count("| * |") == 3 and text.count("\n| a |") == 2
+    assert text.count(" | R |") == 2 and text.count(" | R D |") == 1 and text.count(" | D |") == 1
 
 
 def test_a_run_folder_without_a_summary_is_one_clear_error(tmp_path, capsys):
