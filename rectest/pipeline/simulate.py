@@ -34,6 +34,7 @@ from rectest.report.metrics_log import MetricsLog
 from rectest.report.run_reports import write_run_reports
 from rectest.report.summary import write_summary
 from rectest.report.values import (
+    EXITS,
     MEASURES,
     PAPER_MEASURES,
     REPLICA,
@@ -94,6 +95,7 @@ def build_simulation(start, sweep: Sweep, settings: Settings, sharded: bool = Tr
         chunk_size=settings.sim.chunk_size,
         r_polarized=settings.sim.r_polarized,
         shards=settings.shards if sharded else None,
+        churn=settings.sim.churn.engine(),
     )
 
 
@@ -132,7 +134,7 @@ def simulate(
     online = _online(start, replicas, settings)
     every = torch.tensor([int(r.params["retrain_every"]) for r in replicas], device=settings.device)
     pairs = _error_pairs(start, settings)
-    columns = [STEP, REPLICA, SEED, *keys, *MEASURES]
+    columns = [STEP, REPLICA, SEED, *keys, *MEASURES, *([EXITS] if sim.churn is not None else [])]
     rows_done, metrics = 0, None
     if resume:  # 2.
         ck = load_checkpoint(folder.checkpoint)
@@ -314,6 +316,8 @@ def _finish(
     extra = dict(extra)
     # per replica, the first step whose state is r-polarized (every step is checked, logged or not)
     extra["polarized_at"] = [int(t) if t >= 0 else None for t in sim.first_polarized_step.tolist()]
+    if sim.churn is not None:  # per replica, the creators replaced over the whole run
+        extra["exits"] = sim.churn.exits.tolist()
     if extra.get(GEOMETRY) is not None:
         extra[GEOMETRY] = {**extra[GEOMETRY], "t0": _t0_measures(frame, start, sweep, settings)}
     summary = write_run_reports(

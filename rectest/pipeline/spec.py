@@ -25,6 +25,7 @@ from enum import Enum
 from typing import Any
 
 from rectest.errors import ConfigError
+from rectest.sim.churn import Churn
 from rectest.sim.dynamics import CREATOR_RULES, IMPACT_NAMES
 from rectest.sim.geometry import TRANSFORMS
 from rectest.sim.measures import MEASURES
@@ -194,6 +195,30 @@ GRID_KEYS = (*POLICY_KEYS, *DYNAMICS_KEYS, "retrain_every")
 some of them."""
 GRID_NAME = "name"  # a grid's label: the `family` column of metrics.csv
 
+
+@dataclass
+class ChurnSpec:
+    """Creators come and go (``sim.churn``; beyond the paper): see :class:`rectest.sim.churn.Churn`."""
+
+    window: int = 0  # steps over which a creator's audience is averaged; 0 = no churn
+    min_share: float = 0.1  # leave below this share of the uniform audience m / n
+    entrant: str = "uniform"  # uniform (on the sphere) | copy (a noisy copy of a successful creator)
+    noise: float = 0.1  # copy: std of the noise added before the entrant is put back on the sphere
+
+    def engine(self) -> Churn | None:
+        """The engine's :class:`~rectest.sim.churn.Churn` (None when ``window = 0``).
+
+        Raises:
+            ConfigError: a value out of range (the engine's message, naming the key).
+        """
+        if self.window == 0:
+            return None
+        try:
+            return Churn(self.window, self.min_share, self.entrant, self.noise)
+        except ValueError as err:
+            raise ConfigError(str(err)) from None
+
+
 RUN_PREFIX = "run:"  # sim.init=run:PATH starts from an earlier run's exported embeddings
 
 
@@ -225,6 +250,7 @@ class SimSpec:
     # the replicas are the union of these grids (each: swept keys by short name, optional `name`); each grid
     # starts from the values above and in `policy` / `dynamics`; [] = one grid, those values
     grids: list[dict[str, Any]] = field(default_factory=list)
+    churn: ChurnSpec = field(default_factory=ChurnSpec)  # creators leave and entrants take their slots
 
     def __post_init__(self) -> None:
         self.retrain_every = tuple(
@@ -256,6 +282,10 @@ class SimSpec:
         self.shards = _whole("sim.shards", self.shards, words=(AUTO,))
         if self.shards != AUTO:
             _at_least("sim.shards", self.shards, 1)
+        if isinstance(self.churn, dict):
+            self.churn = ChurnSpec(**self.churn)
+        _at_least("sim.churn.window", self.churn.window, 0)
+        self.churn.engine()  # the engine's checks, before anything is written
         self.grids = [dict(g) for g in self.grids]
         for i, g in enumerate(self.grids):
             unknown = sorted(set(g) - {*GRID_KEYS, GRID_NAME})

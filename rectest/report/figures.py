@@ -27,6 +27,7 @@ LONG_NAMES = {
     "UD": "User diversity (UD)",
     "clusters": "Creator clusters",
     "polarized": "Polarized (fraction of seeds)",
+    "exits": "Creators replaced so far (churn)",
 }
 
 

@@ -21,7 +21,7 @@ from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TABLE_FILE
 from rectest.report.paper import paper_reference
 from rectest.report.summary import summarize, write_summary
 from rectest.report.tables import write_table
-from rectest.report.values import FAMILY, MEASURES, PAPER_MEASURES
+from rectest.report.values import EXITS, FAMILY, MEASURES, PAPER_MEASURES
 
 VARIABLES = ("eta_u", "eta_c", "beta", "m", "n", "d")  # grids named so are a time-to-polarization design
 
@@ -93,6 +93,6 @@ def write_run_reports(
 
         fig_dir = run_dir / FIGURES_DIR
         plot_measures(frame, sweep_keys, fig_dir / MEASURES_FIGURE, title)
-        for measure in (m for m in MEASURES if m not in PAPER_MEASURES and m in frame.columns):
+        for measure in (m for m in (*MEASURES, EXITS) if m not in PAPER_MEASURES and m in frame.columns):
             plot_measure(frame, sweep_keys, measure, fig_dir / f"{measure}.png", f"{title}: {measure}")
     return summary

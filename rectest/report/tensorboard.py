@@ -26,7 +26,7 @@ from rectest.report.geometry import GEOMETRY as GEOMETRY_TAG
 from rectest.report.geometry import geometry_lines
 from rectest.report.groups import setting_groups, step_stats
 from rectest.report.layout import TB_DIR
-from rectest.report.values import MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
+from rectest.report.values import EXITS, MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
 
 SIM_PREFIX = "sim/"
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
@@ -95,7 +95,7 @@ class SimScalarLogger:
         Returns:
             The number of scalars written.
         """
-        measures = [m for m in MEASURES if m in frame.columns]
+        measures = [m for m in (*MEASURES, EXITS) if m in frame.columns]
         count = 0
         for params, rows in setting_groups(frame, self.sweep_keys):
             writer = self.writer(params)

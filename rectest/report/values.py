@@ -30,6 +30,8 @@ PAPER_MEASURES: tuple[str, ...] = (CD, RD, RR, TP)
 
 MEASURES: tuple[str, ...] = (CD, RD, RR, TP, UD, CLUSTERS, POLARIZED)
 """Every per-step measure the engine reports: the paper's four, then ours (spec section 5)."""
+EXITS = "exits"
+"""With churn (``sim.churn``): the creators replaced so far, per replica (an extra metrics.csv column)."""
 
 INF_TEXT = "inf"
 

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim import measures as M
+from rectest.sim.churn import Churn, CreatorChurn
 from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
 from rectest.sim.incentives import creator_gradient
@@ -22,6 +23,7 @@ from rectest.sim.shards import UserShards
 from rectest.sim.state import State
 
 UD_MAX_USERS = 4096
+EXITS = "exits"  # history entry with churn: creators replaced (and as many entrants) before the step
 # On CPU a chunk holds at most this many scores (32 MB in float32): temporaries below glibc's mmap threshold
 # are recycled by the allocator instead of being page-faulted in afresh for every chunk (2-3x faster).
 CPU_MAX_CHUNK_ELEMENTS = 1 << 23
@@ -49,6 +51,8 @@ class Simulation:
         shards: this process's share of the users (:class:`~rectest.sim.shards.UserShards`, launched with
             torchrun): the simulation holds users ``[shards.start, shards.stop)`` of ``state`` and every
             reduction over users runs over all ranks; the result is one process's. None: all users here.
+        churn: creators leave and entrants take their slots (:class:`~rectest.sim.churn.Churn`); the
+            history then has ``exits``, the creators replaced before each logged step. None: no churn.
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).
@@ -65,6 +69,7 @@ class Simulation:
         r_polarized: float = 0.05,
         ud_max_users: int = UD_MAX_USERS,
         shards: UserShards | None = None,
+        churn: Churn | None = None,
     ):
         seeds = [int(s) for s in seeds]
         if not seeds:
@@ -97,6 +102,9 @@ class Simulation:
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
         self._records: list[dict[str, Tensor]] = []
         self._force_log = False
+        self.churn = None
+        if churn is not None:
+            self.churn = CreatorChurn(churn, seeds, state.n, state.m, device)
 
     @property
     def state(self) -> State:
@@ -145,20 +153,11 @@ class Simulation:
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
-        gradient = None
-        if self.dynamics.climbs is not None:  # creators climb their exposure or engagement
-            if score_users is not None:
-                raise ValueError(
-                    "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
-                    "assumes the platform scores with the true vectors"
-                )
-            n = self.creators.shape[1]
-            gradient = creator_gradient(
-                self.users, self.creators, self.policy, self.dynamics.engagement, self._chunk(n), self.shards
-            )  # (R, n, d)
-        users, creators = self.dynamics.update(
-            self.users, self.creators, chosen, self.shards, gradient
-        )  # 3. + 4.
+        gradient = self._creator_gradient(score_users)  # (R, n, d); None under the audience rule
+        # 3. + 4. users drift toward what they were shown, creators toward their audience (or up a gradient)
+        users, creators = self.dynamics.update(self.users, self.creators, chosen, self.shards, gradient)
+        if self.churn is not None:  # 5. creators with too small an audience leave; entrants take their slots
+            creators = self.churn.step(self.t, chosen, creators, self.shards)
         finite = torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2))  # (R,)
         if self.shards is not None:  # every rank stops together
             finite = self.shards.reduce(finite.to(torch.int32), "min").bool()
@@ -166,6 +165,24 @@ class Simulation:
         self.users, self.creators = users, creators
         self.t += 1
         return chosen
+
+    def _creator_gradient(self, score_users: Tensor | None) -> Tensor | None:
+        """The creators' exposure or engagement gradient, for replicas whose creators climb one (else None).
+
+        Raises:
+            ValueError: a learned recommender (the gradient assumes the true scores).
+        """
+        if self.dynamics.climbs is None:
+            return None
+        if score_users is not None:
+            raise ValueError(
+                "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
+                "assumes the platform scores with the true vectors"
+            )
+        n = self.creators.shape[1]
+        return creator_gradient(
+            self.users, self.creators, self.policy, self.dynamics.engagement, self._chunk(n), self.shards
+        )
 
     def run(self, steps: int, callback: Callable[[Simulation], Any] | None = None) -> dict[str, Tensor]:
         """Run ``steps`` steps (measures recorded on logged steps and the last one).
@@ -310,6 +327,8 @@ class Simulation:
             M.POLARIZED: polarized,
         }
         record = {name: values[name].detach().to("cpu", torch.float64) for name in M.MEASURES}
+        if self.churn is not None:
+            record[EXITS] = self.churn.exits.to(torch.float64)  # (R,) creators replaced before step t
         record["step"] = torch.tensor(self.t)
         self._records.append(record)
 
@@ -337,11 +356,12 @@ class Simulation:
     def history(self) -> dict[str, Tensor]:
         """``"step"``: ``(L,)`` int64 logged steps; each name in ``MEASURES``: ``(L, R)`` float64."""
         R = self.replicas
+        names = [*M.MEASURES, *([EXITS] if self.churn is not None else [])]
         if not self._records:
-            out = {name: torch.zeros(0, R, dtype=torch.float64) for name in M.MEASURES}
+            out = {name: torch.zeros(0, R, dtype=torch.float64) for name in names}
             out["step"] = torch.zeros(0, dtype=torch.long)
             return out
-        out = {name: torch.stack([rec[name] for rec in self._records]) for name in M.MEASURES}
+        out = {name: torch.stack([rec[name] for rec in self._records]) for name in names}
         out["step"] = torch.stack([rec["step"] for rec in self._records])
         return out
 
@@ -360,6 +380,7 @@ class Simulation:
             "generators": [g.get_state() for g in self.generators],
             "first_polarized_step": self.first_polarized_step.clone(),
             "history": self.history,
+            **({"churn": self.churn.state_dict()} if self.churn is not None else {}),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
@@ -386,9 +407,13 @@ class Simulation:
         for g, s in zip(self.generators, sd["generators"], strict=True):
             g.set_state(s)
         self.first_polarized_step = sd["first_polarized_step"].clone()
+        if self.churn is not None:
+            if "churn" not in sd:
+                raise ValueError("the checkpoint was taken without churn; this simulation has churn")
+            self.churn.load_state_dict(sd["churn"])
         hist = sd["history"]
         self._records = [
-            {**{name: hist[name][i] for name in M.MEASURES}, "step": hist["step"][i]}
+            {**{name: hist[name][i] for name in hist if name != "step"}, "step": hist["step"][i]}
             for i in range(hist["step"].shape[0])
         ]
 

@@ -21,6 +21,9 @@ ARGS = [
     "sim.seeds=[0,1]",
     "sim.checkpoint_every=10",
     "sim.retrain_every=[0,7]",
+    "sim.churn.window=5",  # creators leave and enter: the churn state must survive too
+    "sim.churn.min_share=0.5",
+    "sim.churn.entrant=copy",
     "logger.progress=false",
     "logger.figures=false",
     "logger.projector=false",
@@ -65,6 +68,7 @@ def test_sigkill_then_rerun_equals_uninterrupted(tmp_path):
     assert all(s.pop("timings")["simulate_s"] > 0 for s in summaries)
     assert json.dumps(summaries[0], sort_keys=True) == json.dumps(summaries[1], sort_keys=True)
     assert (killed / "retrain.csv").read_text() == (ref / "retrain.csv").read_text()
+    assert min(summaries[1]["exits"]) > 0  # churn happened
     assert not (killed / "checkpoint.pt").exists()
 
 

@@ -151,6 +151,11 @@ def test_the_spec_parses_its_values_once_and_names_the_key():
         (lambda: SimSpec(steps=-1), "sim.steps=-1: expected a whole number >= 0"),
         (lambda: SimSpec(init="weights"), "sim.init='weights': expected one of embeddings, truth, run:PATH"),
         (lambda: SimSpec(shards="many"), "sim.shards='many': expected a whole number or 'auto'"),
+        (
+            lambda: SimSpec(churn={"window": 5, "min_share": 2}),
+            "sim.churn.min_share=2: expected a value in [0, 1]",
+        ),
+        (lambda: SimSpec(churn={"window": -1}), "sim.churn.window=-1: expected a whole number >= 0"),
     ]:
         with pytest.raises(ConfigError, match=re.escape(message)):
             build()
