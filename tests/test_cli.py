@@ -70,6 +70,14 @@ def _one_error_line(done: subprocess.CompletedProcess, needle: str) -> None:
         (["sim.seeds=[0,0]"], "repeated"),
         (["model.dim=0"], "model.dim=0"),
         (["data.split=u9"], "data.split='u9': synthetic supports random, temporal, global_time"),
+        (["sim.grids=[{name: a, kk: 3}]"], "sim.grids[0] has key(s) ['kk']"),
+        (["dynamics.creator_rule=greed"], "dynamics.creator_rule='greed': expected one of audience,"),
+        (
+            ["dynamics.creator_rule=exposure", "policy.rho=1"],
+            "dynamics.creator_rule=exposure with policy.rho=1",
+        ),
+        (["+experiment=retraining", "dynamics.creator_rule=engagement"], "with sim.recommender=learned"),
+        (["sim.churn.window=5", "sim.churn.entrant=clone"], "sim.churn.entrant='clone': expected one of"),
     ],
 )
 def test_hydra_and_lightning_errors_are_one_line_and_leave_nothing(tmp_path, overrides, needle):

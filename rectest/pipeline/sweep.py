@@ -19,9 +19,18 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from rectest.errors import ConfigError
-from rectest.pipeline.spec import ALL_CREATORS, DYNAMICS_KEYS, GRID_KEYS, GRID_NAME, POLICY_KEYS, RunSpec
+from rectest.pipeline.spec import (
+    ALL_CREATORS,
+    DYNAMICS_KEYS,
+    GRID_KEYS,
+    GRID_NAME,
+    POLICY_KEYS,
+    Recommender,
+    RunSpec,
+)
 from rectest.report.values import FAMILY
 from rectest.sim import Dynamics, Policy
+from rectest.sim.incentives import check_climbers
 
 SWEEPABLE = GRID_KEYS
 """The swept keys, in replica order (their short names are metrics.csv columns)."""
@@ -105,8 +114,14 @@ def expand(spec: RunSpec, n_creators: int, d: int) -> Sweep:
         )
         policy.check(n_creators)
         dynamics.check(d)
+        check_climbers(policy, dynamics.rules())
     except ValueError as err:
         raise ConfigError(str(err)) from None
+    if spec.sim.recommender is Recommender.learned and any(r != "audience" for r in dynamics.rules()):
+        raise ConfigError(
+            "dynamics.creator_rule=exposure / engagement with sim.recommender=learned: the creators' gradient "
+            "assumes the platform scores with the true vectors (expected sim.recommender=oracle)"
+        )
     keys = [key for key in (FAMILY, *SWEEPABLE) if len({r.params.get(key) for r in replicas}) > 1]
     return Sweep(replicas, keys, policy, dynamics)
 

@@ -14,8 +14,7 @@ from rectest.sim import measures as M
 from rectest.sim.churn import Churn, CreatorChurn
 from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
-from rectest.sim.incentives import creator_gradient
-from rectest.sim.params import as_list, per_replica
+from rectest.sim.incentives import check_climbers, creator_gradient
 from rectest.sim.policies import Policy
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
@@ -93,7 +92,7 @@ class Simulation:
         device, dtype = self.users.device, self.users.dtype
         self.policy = policy.bind(R, state.n, device, dtype)
         self.dynamics = dynamics.bind(R, state.d, device, dtype)
-        _check_climbers(policy, self.dynamics.rules)
+        check_climbers(policy, self.dynamics.rules)
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
@@ -416,22 +415,3 @@ class Simulation:
             {**{name: hist[name][i] for name in hist if name != "step"}, "step": hist["step"][i]}
             for i in range(hist["step"].shape[0])
         ]
-
-
-def _check_climbers(policy: Policy, rules: list[str]) -> None:
-    """Refuse the exposure and engagement rules on replicas whose policy has no gradient here (rho, MMR).
-
-    Raises:
-        ValueError: naming the replica and its rule.
-    """
-    R = len(rules)
-    rho = per_replica(as_list(policy.rho, "policy.rho") or [0.0], R, "policy.rho")
-    mmr = per_replica(
-        as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None], R, "policy.mmr_lambda"
-    )
-    for r, rule in enumerate(rules):
-        if rule != "audience" and (rho[r] > 0 or mmr[r] is not None):
-            raise ValueError(
-                f"dynamics.creator_rule={rule} in replica {r} needs a softmax-family policy: the gradient of "
-                "the diversity-aware objective (policy.rho) and of MMR lists is not defined here"
-            )

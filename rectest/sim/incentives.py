@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from rectest.sim.measures import _row_chunks
-from rectest.sim.policies import BoundPolicy
+from rectest.sim.params import as_list, per_replica
+from rectest.sim.policies import BoundPolicy, Policy
 from rectest.sim.shards import UserShards
 
 
@@ -66,3 +67,23 @@ def creator_gradient(
         m = shards.total
         shards.reduce(grad)
     return grad * (n / m)
+
+
+def check_climbers(policy: Policy, rules: list[str]) -> None:
+    """Refuse the exposure and engagement rules on replicas whose policy has no gradient here (rho, MMR).
+
+    Raises:
+        ValueError: naming the replica and its rule.
+    """
+    R = len(rules)
+    rho = per_replica(as_list(policy.rho, "policy.rho") or [0.0], R, "policy.rho")
+    mmr = per_replica(
+        as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None], R, "policy.mmr_lambda"
+    )
+    for r, rule in enumerate(rules):
+        if rule != "audience" and (rho[r] > 0 or mmr[r] is not None):
+            what = f"policy.rho={rho[r]:g}" if rho[r] > 0 else f"policy.mmr_lambda={mmr[r]:g}"
+            raise ValueError(
+                f"dynamics.creator_rule={rule} with {what} (replica {r}): the creators' gradient is defined for "
+                "softmax-family policies only (softmax, top-k, threshold, uniform traffic)"
+            )

@@ -128,7 +128,10 @@ def test_rules_without_a_gradient_here_are_refused_with_the_replica():
         ValueError, match="creator_rule='greed': expected one of audience, exposure, engagement"
     ):
         Dynamics(creator_rule="greed")
-    with pytest.raises(ValueError, match=r"creator_rule=exposure in replica 1 needs a softmax-family policy"):
+    with pytest.raises(
+        ValueError,
+        match=r"creator_rule=exposure with policy.rho=1 \(replica 1\): the creators' gradient is defined",
+    ):
         Simulation(state, Policy(rho=[0.0, 1.0]), Dynamics(creator_rule="exposure"), seeds=[0, 1])
     sim = Simulation(state, Policy(), Dynamics(creator_rule="engagement"), seeds=[0])
     with pytest.raises(ValueError, match="needs the oracle recommender"):
