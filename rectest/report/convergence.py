@@ -6,8 +6,8 @@ The replicas may come from one run (``sim.grids`` with one grid per variable, ``
 from several (a Hydra multirun over ``data.n_users``, ...): ``python -m rectest.report.convergence DIR...``
 pools every ``summary.json`` under the folders given.
 
-For a variable ``x``: the replicas whose other variables sit at their most common value (the reference
-point of a one-at-a-time design); of those, the ones that polarized within the horizon enter a least-squares
+For a variable ``x``: the replicas whose other variables, and every other swept value (``k``, ``eps``,
+``creator_rule``, ...), sit at their most common value (the reference point of a one-at-a-time design); of those, the ones that polarized within the horizon enter a least-squares
 fit of ``log T_pol = a + b log x``. The 95% interval of ``b`` is a percentile bootstrap over those replicas
 (2,000 resamples, seed 0). Replicas that never polarized are counted, not fitted (the fit is conditional on
 polarizing within the horizon). A variable needs at least three positive values with a polarized replica.
@@ -55,12 +55,18 @@ def replica_table(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             summary["values"], summary["polarized_at"], theorem, seeds, strict=True
         ):
             record = {v: normalize_value(values.get(v)) for v in ("eta_u", "eta_c", "beta")}
+            # every other swept value (k, eps, creator_rule, ...): replicas that differ in one are others
+            record["others"] = tuple(
+                sorted(
+                    (k, str(normalize_value(v))) for k, v in values.items() if k not in (*VARIABLES, "family")
+                )
+            )
             record.update({v: int(summary["world"][v]) for v in ("m", "n", "d")})
             record["first"] = first
             record["horizon"] = summary.get("horizon")
             record["theorem"] = bool(verdict.get("theorem_applies", False))
             record["seed"] = seed
-            key = tuple(str(record[k]) for k in (*VARIABLES, "seed", "horizon"))
+            key = tuple(str(record[k]) for k in (*VARIABLES, "others", "seed", "horizon"))
             if key not in seen:  # the reference setting recurs in every grid, with the same seeds
                 seen.add(key)
                 out.append(record)
@@ -94,10 +100,10 @@ def fit(xs: Sequence[float], ts: Sequence[float], seed: int = 0) -> dict[str, fl
 def convergence_study(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per variable that varies (one at a time around the most common setting): per value, the seeds that
     polarized and the spread of their first polarized step; and the fit when it is possible."""
-    reference = {v: _mode([r[v] for r in records]) for v in VARIABLES}
+    reference = {v: _mode([r[v] for r in records]) for v in (*VARIABLES, "others")}
     study = []
     for var in VARIABLES:
-        others = [v for v in VARIABLES if v != var]
+        others = [v for v in (*VARIABLES, "others") if v != var]
         mine = [r for r in records if all(str(r[o]) == str(reference[o]) for o in others)]
         values = sorted({r[var] for r in mine if r[var] is not None}, key=float)
         if len(values) < 2:

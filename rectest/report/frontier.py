@@ -3,10 +3,10 @@ each): ``frontier.md`` and ``figures/frontier.png``.
 
 For every setting (a group of ``summary.json``): the long-run system diversity and polarization (CD and TP
 at the last logged step) against what users get along the way (RR and RD averaged over the logged steps),
-as mean ± standard error across seeds. A setting is on the *relevance front* when no other setting has both a
-higher time-averaged RR and a higher final CD (ties count as not better), and on the *diversity front* when
-none has both a higher time-averaged RD and a higher final CD: the trade-off between the diversity of what
-each user is shown and the diversity of the whole system that the paper's authors leave open.
+as mean ± standard error across seeds. A setting is on the *relevance front* when no other setting is at least
+as good on both time-averaged RR and final CD and better on one (Pareto dominance), and on the *diversity
+front* likewise for time-averaged RD and final CD: the trade-off between the diversity of what each user is
+shown and the diversity of the whole system that the paper's authors leave open.
 
 Also a command for a finished run folder: ``python -m rectest.report.frontier RUN_DIR``.
 """
@@ -92,8 +92,8 @@ def frontier_markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
         f"# {title}: the diversity frontier",
         "",
         "CD and TP at the last logged step; RR and RD averaged over the logged steps (mean ± stderr over "
-        "seeds). Fronts (Pareto): `R` no other setting has both a higher mean RR and a higher final CD; `D` "
-        "none has both a higher mean RD and a higher final CD.",
+        "seeds). Pareto fronts: `R` no other setting is at least as good on mean RR and final CD and better on "
+        "one; `D` likewise for mean RD and final CD.",
         "",
         "| family | setting | seeds | mean RR | mean RD | CD at T | TP at T | front |",
         "|---|---|---|---|---|---|---|---|",

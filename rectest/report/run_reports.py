@@ -10,12 +10,14 @@ The pipeline calls :func:`write_run_reports` once at the end, then prints :func:
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from rectest.errors import DataError
 from rectest.report.geometry import attach_poles
 from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TABLE_FILE
 from rectest.report.paper import paper_reference
@@ -26,6 +28,7 @@ from rectest.report.values import EXITS, FAMILY, MEASURES, PAPER_MEASURES
 VARIABLES = ("eta_u", "eta_c", "beta", "m", "n", "d")  # grids named so are a time-to-polarization design
 
 MEASURES_FIGURE = "measures.png"
+log = logging.getLogger("rectest")
 
 
 def paper_rows(summary: dict[str, Any], setting: str | None) -> list[dict[str, Any]] | None:
@@ -83,7 +86,10 @@ def write_run_reports(
     if families and families <= set(VARIABLES):  # one grid per variable: the time to polarization
         from rectest.report.convergence import write_convergence
 
-        write_convergence([summary], run_dir, title, figures)
+        try:
+            write_convergence([summary], run_dir, title, figures)
+        except DataError as err:  # e.g. no variable took two values: the run's other outputs still stand
+            log.warning("no convergence report: %s", err)
     elif families:  # several policy families: their diversity frontier
         from rectest.report.frontier import write_frontier
 

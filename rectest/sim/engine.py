@@ -145,6 +145,11 @@ class Simulation:
             SimulationError: non-finite weights or vectors; the message names the step and the replicas.
         """
         logged = log or self._force_log or self.t % self.log_every == 0
+        if self.dynamics.climbs is not None and score_users is not None:  # refused before anything moves
+            raise ValueError(
+                "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
+                "assumes the platform scores with the true vectors"
+            )
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
         if logged or bool((self.first_polarized_step < 0).any()):
@@ -152,7 +157,7 @@ class Simulation:
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
-        gradient = self._creator_gradient(score_users)  # (R, n, d); None under the audience rule
+        gradient = self._creator_gradient()  # (R, n, d); None under the audience rule
         # 3. + 4. users drift toward what they were shown, creators toward their audience (or up a gradient)
         users, creators = self.dynamics.update(self.users, self.creators, chosen, self.shards, gradient)
         if self.churn is not None:  # 5. creators with too small an audience leave; entrants take their slots
@@ -165,19 +170,10 @@ class Simulation:
         self.t += 1
         return chosen
 
-    def _creator_gradient(self, score_users: Tensor | None) -> Tensor | None:
-        """The creators' exposure or engagement gradient, for replicas whose creators climb one (else None).
-
-        Raises:
-            ValueError: a learned recommender (the gradient assumes the true scores).
-        """
+    def _creator_gradient(self) -> Tensor | None:
+        """The creators' exposure or engagement gradient, for replicas whose creators climb one (else None)."""
         if self.dynamics.climbs is None:
             return None
-        if score_users is not None:
-            raise ValueError(
-                "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
-                "assumes the platform scores with the true vectors"
-            )
         n = self.creators.shape[1]
         return creator_gradient(
             self.users, self.creators, self.policy, self.dynamics.engagement, self._chunk(n), self.shards

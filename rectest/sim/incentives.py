@@ -10,7 +10,9 @@ measure zero), ``dp_ij / ds_ij = beta (1 - eps) q_ij (1 - q_ij)`` and ``ds_ij / 
     engagement G_i = (n / m) sum_j p_ij s_ij     dG_i / dv_i = (n / m) sum_j (p_ij + s_ij dp_ij/ds_ij) u_j
 
 A user whose threshold leaves nothing eligible sees a uniform creator: no gradient. ``beta = inf`` (the
-argmax) has ``dp/ds = 0``. The diversity-aware objective and MMR are not covered.
+argmax) has ``dp/ds = 0``. The diversity-aware objective and MMR are not covered. Sharded over torchrun
+processes, the gradient is summed per rank and then over the ranks: equal to one process's to float rounding
+(not bit for bit, unlike the audience rule's pull).
 """
 
 from __future__ import annotations
@@ -55,7 +57,10 @@ def creator_gradient(
         s = users[:, a:b] @ creators_t  # (R, c, n)
         w = policy.weights(s, creators)  # (R, c, n)
         p = w / w.sum(-1, keepdim=True)  # (R, c, n) p_ij
-        q = p if kept is None else (p - policy.eps / n) / kept.clamp_min(1e-30)  # (R, c, n) q_ij
+        if kept is None:
+            q = p  # (R, c, n) q_ij
+        else:  # eps = 1: all traffic is uniform, no gradient
+            q = torch.where(kept > 0, (p - policy.eps / n) / kept.clamp_min(1e-30), torch.zeros_like(p))
         dp = policy.beta * q * (1 - q)  # (R, c, n) dp_ij / ds_ij (beta = 0 for the argmax)
         if kept is not None:
             dp = dp * kept

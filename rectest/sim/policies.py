@@ -187,7 +187,8 @@ class BoundPolicy:
                 eps[r] > 0,
                 math.isinf(beta[r]),
                 beta[r] > _NO_SHIFT_BETA,
-                0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2,  # no list, a short one, a longer one
+                # no list, a short one, one the list path takes, one too long for it
+                0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2 if k[r] <= TOPK_LIST_MAX else 3,
             )
             kinds.setdefault(kind, []).append(r)
         self.parts: list[tuple[Tensor, BoundPolicy]] | None = None

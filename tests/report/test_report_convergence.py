@@ -36,8 +36,11 @@ def _summary(var: str, values: list[float], firsts: list[int | None]) -> dict:
 def test_one_variable_at_a_time_with_censored_replicas_counted_not_fitted():
     eta_c = _summary("eta_c", [0.05, 0.05, 0.1, 0.1, 0.4, 0.4], [400, 380, 200, 210, None, 50])
     beta = _summary("beta", [0.5, 0.5, 1.0, 1.0], [150, 160, 200, 210])  # its beta = 1 rows repeat eta_c's
-    records = replica_table([eta_c, beta])
-    assert len(records) == 8  # the reference setting (eta_c = 0.1, beta = 1) counted once per seed
+    other_k = _summary("eta_c", [0.05, 0.05], [7, 7])
+    for values in other_k["values"]:
+        values["k"] = 5  # another policy: neither a duplicate nor at the reference point
+    records = replica_table([eta_c, beta, other_k])
+    assert len(records) == 10  # the reference setting (eta_c = 0.1, beta = 1) counted once per seed
     study = {s["variable"]: s for s in convergence_study(records)}
     assert set(study) == {"eta_c", "beta"}  # eta_u, m, n, d never vary
     rows = {r["value"]: r for r in study["eta_c"]["rows"]}

@@ -136,3 +136,21 @@ def test_rules_without_a_gradient_here_are_refused_with_the_replica():
     sim = Simulation(state, Policy(), Dynamics(creator_rule="engagement"), seeds=[0])
     with pytest.raises(ValueError, match="needs the oracle recommender"):
         sim.step(state.users, state.creators)
+
+
+def test_all_uniform_traffic_gives_no_gradient_and_no_nan():
+    """eps = 1: every creator is shown uniformly whatever its vector, so nothing pulls it (float32 too)."""
+    gen = torch.Generator().manual_seed(3)
+    state = State(random_sphere(1, 30, 4, gen), random_sphere(1, 8, 4, gen))
+    sim = Simulation(state, Policy(beta=1.0, eps=1.0), Dynamics(creator_rule="exposure"), seeds=[0])
+    sim.run(5)
+    assert torch.allclose(sim.creators, state.creators, atol=1e-6)
+
+
+def test_the_theorem_is_judged_on_the_step_the_creators_take():
+    from rectest.pipeline.sweep import theorem_conditions
+
+    base = {"k": None, "tau": None, "beta": 1.0, "mmr_lambda": None, "eps": 0.0, "eta_u": 0.04, "eta_c": 0.1}
+    assert theorem_conditions({**base, "creator_cost": 0.0}, 50)["theorem_applies"]
+    assert not theorem_conditions({**base, "creator_cost": 3.0}, 50)["theorem_applies"]  # eta_c / 4 < 2 eta_u
+    assert not theorem_conditions({**base, "creator_rule": "exposure"}, 50)["theorem_applies"]

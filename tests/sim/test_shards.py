@@ -13,6 +13,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim.churn import Churn
 from rectest.sim.shards import UserShards, shard_bounds
 
 REPO = Path(__file__).resolve().parents[2]
@@ -27,7 +28,10 @@ SCENARIOS = {
         3,
     ),
     "threshold_eps": (Policy(beta=2.0, tau=0.3, eps=0.1), Dynamics(f="identity", g="tanh"), [7], 2),
+    "churn": (Policy(beta=2.0, k=[4, N_CREATORS]), Dynamics(), [1, 2], 2),
 }
+EXTRA = {"churn": {"churn": Churn(window=3, min_share=0.6, entrant="copy", noise=0.2)}}
+"""Simulation keywords of a scenario besides its policy and dynamics."""
 
 
 def sharded(state: State, policy: Policy, dynamics: Dynamics, seeds: list[int], exact: bool = True, **kw):
@@ -48,7 +52,9 @@ def drive(sim: Simulation, steps: int) -> tuple[torch.Tensor, dict]:
 
 def single_process(name: str) -> tuple[torch.Tensor, dict, Simulation]:
     policy, dynamics, seeds, log_every = SCENARIOS[name]
-    sim = Simulation(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
+    sim = Simulation(
+        initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **EXTRA.get(name, {})
+    )
     chosen, hist = drive(sim, STEPS)
     return chosen, hist, sim
 
@@ -96,7 +102,8 @@ def test_shards_cover_the_users_once_and_in_order(total: int, world: int) -> Non
 def test_a_world_of_one_is_the_engine() -> None:
     for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
         ref_chosen, ref_hist, ref = single_process(name)
-        sim = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6)
+        extra = EXTRA.get(name, {})
+        sim = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **extra)
         chosen, hist = drive(sim, STEPS)
         assert torch.equal(chosen, ref_chosen), name
         assert torch.equal(sim.users, ref.users) and torch.equal(sim.creators, ref.creators), name
@@ -114,7 +121,10 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         runs = [(name, name, True) for name in SCENARIOS] + [("sampled/all-reduce", "sampled", False)]
         for key, name, exact in runs:
             policy, dynamics, seeds, log_every = SCENARIOS[name]
-            sim = sharded(initial_state(), policy, dynamics, seeds, exact, log_every=log_every, chunk_size=6)
+            extra = EXTRA.get(name, {})
+            sim = sharded(
+                initial_state(), policy, dynamics, seeds, exact, log_every=log_every, chunk_size=6, **extra
+            )
             chosen, hist = drive(sim, STEPS)
             full = sim.gather_state()
             results[key] = {
@@ -167,6 +177,9 @@ def test_two_ranks_equal_one_process(two_ranks: list[dict], name: str) -> None:
     assert torch.equal(zero["creators"], one["creators"]) and torch.equal(zero["users"], one["users"])
     for measure in MEASURES:
         assert torch.equal(zero["history"][measure], one["history"][measure]), measure
+    if "exits" in ref_hist:  # churn: the same creators left and entered on both ranks
+        assert float(ref_hist["exits"][-1].min()) > 0
+        assert torch.equal(zero["history"]["exits"], ref_hist["exits"])
 
 
 def test_all_reduced_creator_sums_agree_to_rounding(two_ranks: list[dict]) -> None:
