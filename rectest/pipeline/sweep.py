@@ -156,8 +156,5 @@ def theorem_conditions(params: dict[str, Any], n_creators: int) -> dict[str, boo
     finite_softmax = math.isfinite(params["beta"]) and params["mmr_lambda"] is None
     positive = params["eps"] > 0 or (finite_softmax and not truncated)
     eta_c = params["eta_c"] / (1 + params.get("creator_cost", 0.0))  # the step the creators take
-    rate = (
-        0 < params["eta_u"] < eta_c / 2 < 0.25
-        and params.get("creator_rule", "audience") == "audience"
-    )
+    rate = 0 < params["eta_u"] < eta_c / 2 < 0.25 and params.get("creator_rule", "audience") == "audience"
     return {"positive_probabilities": positive, "rate_condition": rate, "theorem_applies": positive and rate}

@@ -7,7 +7,7 @@ from several (a Hydra multirun over ``data.n_users``, ...): ``python -m rectest.
 pools every ``summary.json`` under the folders given.
 
 For a variable ``x``: the replicas whose other variables, and every other swept value (``k``, ``eps``,
-``creator_rule``, ...), sit at their most common value (the reference point of a one-at-a-time design); of those, the ones that polarized within the horizon enter a least-squares
+``creator_rule``, ...), sit at the design's centre (the setting that recurs most: once in every grid or run); of those, the ones that polarized within the horizon enter a least-squares
 fit of ``log T_pol = a + b log x``. The 95% interval of ``b`` is a percentile bootstrap over those replicas
 (2,000 resamples, seed 0). Replicas that never polarized are counted, not fitted (the fit is conditional on
 polarizing within the horizon). A variable needs at least three positive values with a polarized replica.
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import math
 import sys
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,7 +46,7 @@ def replica_table(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
     Raises:
         DataError: a summary without the per-replica records (written before this report existed).
     """
-    out, seen = [], set()
+    out, seen = [], {}
     for summary in summaries:
         if not all(key in summary for key in ("values", "polarized_at", "world")):
             raise DataError("the summary lacks values / polarized_at / world: re-run it with this version")
@@ -67,16 +68,27 @@ def replica_table(summaries: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]
             record["theorem"] = bool(verdict.get("theorem_applies", False))
             record["seed"] = seed
             key = tuple(str(record[k]) for k in (*VARIABLES, "others", "seed", "horizon"))
-            if key not in seen:  # the reference setting recurs in every grid, with the same seeds
-                seen.add(key)
+            if key in seen:  # the reference setting recurs in every grid, with the same seeds
+                seen[key]["copies"] += 1
+            else:
+                record["copies"] = 1
+                seen[key] = record
                 out.append(record)
     return out
 
 
-def _mode(values: list[Any]) -> Any:
-    texts = [str(v) for v in values]
-    best = max(set(texts), key=texts.count)
-    return values[texts.index(best)]
+def _reference(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """The centre of a one-at-a-time design: the setting that recurs most (once per grid or run, so more
+    often than any other), ties to the first seen."""
+    names = (*VARIABLES, "others")
+    counts = Counter()
+    first: dict[tuple, Mapping[str, Any]] = {}
+    for r in records:
+        key = tuple(str(r[v]) for v in names)
+        counts[key] += r.get("copies", 1)
+        first.setdefault(key, r)
+    best = counts.most_common(1)[0][0]  # (ties keep the first seen)
+    return {v: first[best][v] for v in names}
 
 
 def fit(xs: Sequence[float], ts: Sequence[float], seed: int = 0) -> dict[str, float]:
@@ -100,7 +112,7 @@ def fit(xs: Sequence[float], ts: Sequence[float], seed: int = 0) -> dict[str, fl
 def convergence_study(records: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Per variable that varies (one at a time around the most common setting): per value, the seeds that
     polarized and the spread of their first polarized step; and the fit when it is possible."""
-    reference = {v: _mode([r[v] for r in records]) for v in (*VARIABLES, "others")}
+    reference = _reference(records)
     study = []
     for var in VARIABLES:
         others = [v for v in (*VARIABLES, "others") if v != var]
@@ -180,6 +192,7 @@ def convergence_figure(study: Sequence[Mapping[str, Any]], title: str):
     """One log-log panel per variable: each polarized replica's first step, and the fitted line."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
+    from matplotlib.ticker import NullFormatter
 
     cols = min(3, max(len(study), 1))
     rows_n = -(-max(len(study), 1) // cols)
@@ -202,6 +215,12 @@ def convergence_figure(study: Sequence[Mapping[str, Any]], title: str):
             ax.legend(fontsize=8)
         ax.set_xscale("log")
         ax.set_yscale("log")
+        values = [float(r["value"]) for r in s["rows"] if 0 < float(r["value"]) < math.inf]
+        ax.set_xticks(values, [format_value(v) for v in values])  # the design's values, not decades
+        ax.xaxis.set_minor_formatter(NullFormatter())
+        censored = sum(r["replicas"] - r["polarized"] for r in s["rows"])
+        if censored:
+            ax.set_title(f"{censored} replica(s) never polarized (not fitted)", fontsize=8)
         ax.set_xlabel(s["variable"])
         ax.set_ylabel("first polarized step")
         ax.grid(alpha=0.3, which="both")
