@@ -22,6 +22,7 @@ from pathlib import Path
 
 import hydra
 from hydra.core.hydra_config import HydraConfig
+from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from rectest.errors import ConfigError, RectestError
@@ -182,6 +183,22 @@ def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
     folder.lock_now()
     if existed:
         folder.refuse_if_taken(_config.identity(cfg))
+
+
+class PoolConvergence(Callback):
+    """A Hydra callback (``hydra.callbacks`` of ``+experiment=convergence``): when a multirun ends, pool the
+    time to polarization of every run under its sweep folder into ``convergence.md`` there."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
+        from rectest.report.convergence import pool_folders
+
+        sweep_dir = Path(config.hydra.sweep.dir)
+        try:
+            written = pool_folders([sweep_dir], sweep_dir)
+        except RectestError as err:  # e.g. every job failed: the jobs' own errors were already printed
+            print(f"rectest: no pooled convergence report: {err}", file=sys.stderr)
+            return
+        print(f"pooled time to polarization: {written[0]}")
 
 
 TOP_LEVEL_KEYS = ("data", "model", "policy", "dynamics", "sim", "trainer", "logger", "seed", "run_name")

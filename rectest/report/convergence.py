@@ -253,6 +253,20 @@ def write_convergence(
     return written
 
 
+def pool_folders(folders: Sequence[Path], out: Path) -> list[Path]:
+    """Pool every ``summary.json`` in ``folders`` (or below them) into ``out``; return the paths written.
+
+    Raises:
+        DataError: no summary found, or nothing to fit.
+    """
+    paths = sorted(
+        {p for folder in folders for p in [folder / SUMMARY_FILE, *folder.rglob(SUMMARY_FILE)] if p.is_file()}
+    )
+    if not paths:
+        raise DataError(f"no {SUMMARY_FILE} under {', '.join(map(str, folders))}")
+    return write_convergence([read_summary(p) for p in paths], out, out.name)
+
+
 def main(argv: list[str] | None = None) -> int:
     """``python -m rectest.report.convergence DIR [DIR ...] [--out DIR]``: pool the runs' summaries."""
     parser = argparse.ArgumentParser(
@@ -262,18 +276,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first folder)")
     args = parser.parse_args(argv)
     try:
-        paths = sorted(
-            {
-                p
-                for folder in args.folders
-                for p in [folder / SUMMARY_FILE, *folder.rglob(SUMMARY_FILE)]
-                if p.is_file()
-            }
-        )
-        if not paths:
-            raise DataError(f"no {SUMMARY_FILE} under {', '.join(map(str, args.folders))}")
-        out = args.out or args.folders[0]
-        written = write_convergence([read_summary(p) for p in paths], out, out.name)
+        written = pool_folders(args.folders, args.out or args.folders[0])
     except DataError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

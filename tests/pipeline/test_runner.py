@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ from rectest.data.interactions import Interactions
 from rectest.errors import ConfigError
 from rectest.pipeline.start import choose_creators as _choose_creators
 from rectest.sim.geometry import iid_abs_cosine
-from tests.conftest import CONF, compose_config
+from tests.conftest import CONF, REPO, compose_config
 from tests.conftest import run_config as run
 
 EXPERIMENTS = sorted(p.stem for p in (CONF / "experiment").glob("*.yaml"))
@@ -66,7 +68,8 @@ def test_every_experiment_runs_tiny(experiment, tmp_path, request):
             "sim.n_creators=1200",
             "sim.threads=1",
         ]
-    folder = run(compose_config(tiny(experiment, *extra)), tmp_path / "run")
+    cfg = compose_config(tiny(experiment, *extra))
+    folder = run(cfg, tmp_path / "run")
     summary = json.loads((folder / "summary.json").read_text())
     metrics = pd.read_csv(folder / "metrics.csv")
     replicas = metrics["replica"].nunique()
@@ -81,7 +84,8 @@ def test_every_experiment_runs_tiny(experiment, tmp_path, request):
     for group, row in zip(summary["groups"], table.values(), strict=True):
         for measure in ("CD", "RD", "RR", "TP"):
             assert row[measure] == pytest.approx(group["final"][measure]["mean"], abs=6e-4)
-    assert (folder / "embeddings" / "users.npz").exists()
+    trained = cfg.sim.init != "truth"  # (the convergence design starts from the world's own vectors)
+    assert (folder / "embeddings" / "users.npz").exists() == trained
     if experiment == "frontier":  # several policy families: the frontier, one row per setting
         rows = [ln for ln in (folder / "frontier.md").read_text().splitlines() if ln.startswith("| ")][1:]
         assert len(rows) == len(summary["groups"]) and (folder / "figures" / "frontier.png").exists()
@@ -304,3 +308,23 @@ def test_t0_measures_of_a_setting_with_a_null_swept_value(tmp_path):
     t0 = json.loads((folder / "summary.json").read_text())["geometry"]["t0"]
     assert [row["params"]["tau"] for row in t0] == [None, 0.5]
     assert all(row["measured"][m] is not None for row in t0 for m in ("CD", "TP", "RR", "RD"))
+
+
+@pytest.mark.slow
+def test_the_convergence_multirun_is_one_command_that_pools_every_world(tmp_path):
+    """`-m +experiment=convergence` runs the centre's grids and one run per other m, n, d, then a Hydra
+    callback pools them: the fit table has a row per variable and the per-value table every design point."""
+    sweep = tmp_path / "sweep"
+    cmd = [
+        sys.executable, "-m", "rectest.train", "-m", "+experiment=convergence", "sim.steps=120",
+        "sim.seeds=[0,1]", "sim.log_every=60", *QUIET, "logger.tensorboard=false", "logger.projector=false",
+        "logger.figures=false", f"hydra.sweep.dir={sweep}",
+    ]  # fmt: skip
+    done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(sweep.glob("*/summary.json"))) == 10  # the centre and nine other worlds
+    text = (sweep / "convergence.md").read_text()
+    fits = [ln.split("|")[1].strip() for ln in text.split("\n\n")[2].splitlines()[2:]]
+    assert fits == ["eta_u", "eta_c", "beta", "m", "n", "d"]
+    for var, values in {"m": (50, 100, 200, 400), "n": (50, 100, 200, 400), "d": (5, 10, 20, 40)}.items():
+        assert all(f"\n| {var} | {v} | " in text for v in values), var
