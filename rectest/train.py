@@ -187,14 +187,15 @@ def claim_named_folder(cfg: DictConfig, argv: list[str]) -> None:
 
 class PoolConvergence(Callback):
     """A Hydra callback (``hydra.callbacks`` of ``+experiment=convergence``): when a multirun ends, pool the
-    time to polarization of every run under its sweep folder into ``convergence.md`` there."""
+    time to polarization of every run under its sweep folder into ``convergence.md``, its figure and
+    TensorBoard (``tb/``) there."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: object) -> None:
         from rectest.report.convergence import pool_folders
 
         sweep_dir = Path(config.hydra.sweep.dir)
         try:
-            written = pool_folders([sweep_dir], sweep_dir)
+            written = pool_folders([sweep_dir], sweep_dir, tensorboard=True)
         except RectestError as err:  # e.g. every job failed: the jobs' own errors were already printed
             print(f"rectest: no pooled convergence report: {err}", file=sys.stderr)
             return

@@ -27,7 +27,7 @@ import numpy as np
 
 from rectest.errors import DataError
 from rectest.files import atomic_write_text
-from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE
+from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TB_DIR
 from rectest.report.run_reports import VARIABLES
 from rectest.report.summary import read_summary
 from rectest.report.values import format_number, format_value, normalize_value
@@ -253,8 +253,10 @@ def write_convergence(
     return written
 
 
-def pool_folders(folders: Sequence[Path], out: Path) -> list[Path]:
+def pool_folders(folders: Sequence[Path], out: Path, tensorboard: bool = False) -> list[Path]:
     """Pool every ``summary.json`` in ``folders`` (or below them) into ``out``; return the paths written.
+
+    With ``tensorboard``, the table and the figure also go to ``out/tb`` (Text and Images).
 
     Raises:
         DataError: no summary found, or nothing to fit.
@@ -264,7 +266,16 @@ def pool_folders(folders: Sequence[Path], out: Path) -> list[Path]:
     )
     if not paths:
         raise DataError(f"no {SUMMARY_FILE} under {', '.join(map(str, folders))}")
-    return write_convergence([read_summary(p) for p in paths], out, out.name)
+    written = write_convergence([read_summary(p) for p in paths], out, out.name)
+    if tensorboard:
+        from torch.utils.tensorboard import SummaryWriter
+
+        from rectest.report.tensorboard import log_figure
+
+        with SummaryWriter(str(out / TB_DIR)) as writer:
+            writer.add_text("convergence", written[0].read_text())
+            log_figure(writer, "figures/convergence", written[1])
+    return written
 
 
 def main(argv: list[str] | None = None) -> int:

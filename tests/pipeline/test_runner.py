@@ -318,7 +318,7 @@ def test_the_convergence_multirun_is_one_command_that_pools_every_world(tmp_path
     cmd = [
         sys.executable, "-m", "rectest.train", "-m", "+experiment=convergence", "sim.steps=120",
         "sim.seeds=[0,1]", "sim.log_every=60", *QUIET, "logger.tensorboard=false", "logger.projector=false",
-        "logger.figures=false", f"hydra.sweep.dir={sweep}",
+        f"hydra.sweep.dir={sweep}",
     ]  # fmt: skip
     done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -328,3 +328,5 @@ def test_the_convergence_multirun_is_one_command_that_pools_every_world(tmp_path
     assert fits == ["eta_u", "eta_c", "beta", "m", "n", "d"]
     for var, values in {"m": (50, 100, 200, 400), "n": (50, 100, 200, 400), "d": (5, 10, 20, 40)}.items():
         assert all(f"\n| {var} | {v} | " in text for v in values), var
+    tb = EventAccumulator(str(next((sweep / "tb").glob("events.*")))).Reload()
+    assert tb.Tags()["images"] == ["figures/convergence"]  # the pooled figure in TensorBoard too

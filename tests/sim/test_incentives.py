@@ -154,3 +154,13 @@ def test_the_theorem_is_judged_on_the_step_the_creators_take():
     assert theorem_conditions({**base, "creator_cost": 0.0}, 50)["theorem_applies"]
     assert not theorem_conditions({**base, "creator_cost": 3.0}, 50)["theorem_applies"]  # eta_c / 4 < 2 eta_u
     assert not theorem_conditions({**base, "creator_rule": "exposure"}, 50)["theorem_applies"]
+
+
+def test_a_resumed_run_of_gradient_climbers_is_bit_identical():
+    rules = ["exposure", "engagement"]
+    whole = _run(rules, policy=Policy(beta=2.0, k=[None, 3]), steps=30)
+    first = _run(rules, policy=Policy(beta=2.0, k=[None, 3]), steps=12)
+    resumed = _run(rules, policy=Policy(beta=2.0, k=[None, 3]), steps=0)
+    resumed.load_state_dict(first.state_dict())
+    resumed.run(18)
+    assert torch.equal(resumed.creators, whole.creators) and torch.equal(resumed.users, whole.users)
