@@ -25,7 +25,6 @@ from rectest.sim.sampling import sample_inverse_cdf
 # Up to this beta, exp(beta * s) for a cosine s lies in [e^-40, e^40]: no overflow or underflow in float32
 # (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
 _NO_SHIFT_BETA = 40.0
-_RHO_DAMPING = 0.5
 # Top-k lists up to this length form their own part of a batch that mixes them with longer lists or other
 # policies, sampled from the list alone: torch.topk of k + 1 scores costs less than an exp and a cumulative
 # sum over all n creators for short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list
@@ -49,9 +48,10 @@ class Policy:
         eps: uniform-traffic weight in ``[0, 1]``.
         rho: diversity weight ``>= 0`` of the diversity-aware objective *(reconstruction of the paper's
             Eq. 5)*: per user, ``p`` maximises ``sum_i p_i s_i + rho (1 - ||sum_i p_i v_i||^2) + H(p)/beta``,
-            found by damped fixed-point iteration ``p <- (p + softmax(beta (s + rho (1 - 2 V vbar)))) / 2``
-            from the plain softmax, for at most ``rho_iters`` iterations or until the largest change of a
-            probability falls below ``rho_tol``. Not defined for ``beta = inf`` (ValueError).
+            found by damped fixed-point iteration ``p <- (1 - a) p + a softmax(beta (s + rho (1 - 2 V vbar)))``
+            with ``a = 1 / (1 + 2 beta rho)`` (a gradient step on the convex dual: it converges for every rho),
+            from the plain softmax, for at most ``rho_iters`` iterations or until no probability of the user
+            moves by more than ``rho_tol``. Not defined for ``beta = inf`` (ValueError).
         mmr_lambda: MMR re-ranking weight in ``[0, 1]`` (``None`` = off; needs ``k``): a greedy list of
             ``k`` creators maximising ``lambda s_i - (1 - lambda) max_{picked l} <v_i, v_l>`` (the first
             pick is the argmax of ``s``), then softmax(beta) over the list (beyond the paper).
@@ -353,9 +353,20 @@ class BoundPolicy:
     def _diversity_aware(
         self, scores: Tensor, creators: Tensor, w: Tensor, fallback: Tensor | None
     ) -> Tensor:
-        """Damped fixed-point iteration of the diversity-aware objective, starting from softmax ``w``."""
+        """Damped fixed-point iteration of the diversity-aware objective, starting from softmax ``w``.
+
+        The target depends on ``p`` only through ``vbar = V^T p``, so the damped step
+        ``p <- (1 - a) p + a T(p)`` moves ``vbar`` by ``a (V^T T(p) - vbar)``: a gradient step on the dual
+        ``phi(vbar) = (1/beta) logsumexp(beta (s - 2 rho V vbar)) + rho ||vbar||^2``, which is strongly convex
+        with curvature at most ``2 rho (1 + 2 beta rho)``. The damping ``a = 1 / (1 + 2 beta rho)`` is that
+        gradient descent's safe step, so the iteration converges for every rho and beta (a fixed ``a = 1/2``
+        oscillates once ``2 beta rho > 1``). Each user stops on its own once no probability moves by more
+        than ``rho_tol``, so a user's result depends on nothing but its own row.
+        """
         p = w / w.sum(-1, keepdim=True)  # (R, c, n)
         log_keep = (w > 0).to(w.dtype).log()  # 0 on the eligible set, -inf off it
+        step = 1 / (1 + 2 * self.beta * self.rho)  # (R, 1, 1)
+        moving = torch.ones_like(p[..., :1], dtype=torch.bool)  # (R, c, 1) rows not converged yet
         for _ in range(self.rho_iters):
             vbar = p @ creators  # (R, c, d)
             adjusted = scores + self.rho * (1 - 2 * (vbar @ creators.transpose(1, 2)))  # (R, c, n)
@@ -363,10 +374,11 @@ class BoundPolicy:
             target = torch.softmax(logits, dim=-1)  # (R, c, n)
             if fallback is not None:
                 target = target * (1 - fallback) + p * fallback
-            new = (1 - _RHO_DAMPING) * p + _RHO_DAMPING * target
-            change = (new - p).abs().max()
-            p = new
-            if change < self.rho_tol:
+            new = (1 - step) * p + step * target  # (R, c, n)
+            change = (new - p).abs().amax(-1, keepdim=True)  # (R, c, 1)
+            p = torch.where(moving, new, p)
+            moving &= change >= self.rho_tol
+            if not bool(moving.any()):
                 break
         return p
 

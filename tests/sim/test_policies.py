@@ -122,6 +122,31 @@ def test_diversity_aware_policy_is_the_fixed_point_and_raises_rd(gen):
     assert torch.allclose(engine_probabilities(Policy(beta=beta, rho=0.0), users, creators), plain)
 
 
+def test_diversity_aware_iteration_converges_where_a_half_step_oscillates(gen):
+    """Creators in two tight groups, rho = 2, beta = 1 (2 beta rho = 4): a fixed damping of 1/2 cycles
+    (a change of ~1e-2 after 500 iterations); the step 1 / (1 + 2 beta rho) reaches the fixed point within the
+    default 100 iterations, row by row, whatever the other users of the chunk."""
+    users = random_sphere(1, 30, 4, gen, dtype=torch.float64)
+    poles = torch.tensor([[1.0, 0, 0, 0], [-1.0, 0, 0, 0]], dtype=torch.float64)
+    creators = poles.repeat(6, 1) + 0.05 * torch.randn(12, 4, generator=gen, dtype=torch.float64)
+    creators = (creators / creators.norm(dim=-1, keepdim=True))[None]
+    s = users @ creators.transpose(1, 2)
+    beta, rho = 1.0, 2.0
+
+    def fixed_point_map(q):
+        vb = q @ creators
+        return torch.softmax(beta * (s + rho * (1 - 2 * vb @ creators.transpose(1, 2))), -1)
+
+    half = torch.softmax(beta * s, -1)
+    for _ in range(500):
+        half = 0.5 * half + 0.5 * fixed_point_map(half)
+    assert (fixed_point_map(half) - half).abs().max() > 1e-3  # the old iteration never settles here
+    p = engine_probabilities(Policy(beta=beta, rho=rho), users, creators)
+    assert (fixed_point_map(p) - p).abs().max() < 1e-5
+    few = engine_probabilities(Policy(beta=beta, rho=rho), users[:, :7], creators)
+    assert torch.allclose(few, p[:, :7], rtol=0, atol=1e-12)  # each user iterates on its own
+
+
 def test_mmr_list_equals_the_greedy_loop(gen):
     users = random_sphere(1, 15, 4, gen, dtype=torch.float64)
     creators = random_sphere(1, 20, 4, gen, dtype=torch.float64)
