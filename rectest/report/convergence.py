@@ -30,7 +30,7 @@ from rectest.files import atomic_write_text
 from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TB_DIR
 from rectest.report.run_reports import VARIABLES
 from rectest.report.summary import read_summary
-from rectest.report.values import format_number, format_value, normalize_value
+from rectest.report.values import format_number, format_value, markdown_table, normalize_value
 
 CONVERGENCE_TABLE = "convergence.md"
 CONVERGENCE_FIGURE = "convergence.png"
@@ -155,36 +155,38 @@ def convergence_study(records: Sequence[Mapping[str, Any]]) -> list[dict[str, An
 
 def convergence_markdown(study: Sequence[Mapping[str, Any]], title: str) -> str:
     """The study as Markdown: one fit line per variable, then the per-value table."""
+
+    def fit_cells(s: Mapping[str, Any]) -> list[str]:
+        f = s["fit"]
+        if f is None:
+            return [s["variable"], "-", "-", f"fewer than {MIN_VALUES} values polarized"]
+        n_values = len({x for x, _ in s["points"]})
+        interval = f"[{f['low']:.2f}, {f['high']:.2f}]"
+        return [s["variable"], f"{f['exponent']:.2f}", interval, f"{n_values} ({len(s['points'])} replicas)"]
+
+    def value_cells(var: str, r: Mapping[str, Any]) -> list[str]:
+        stats = [format_number(r[k], 0) for k in ("mean", "median", "min", "max")]
+        return [
+            var,
+            format_value(r["value"]),
+            f"{r['polarized']}/{r['replicas']}",
+            *stats,
+            "yes" if r["theorem"] else "no",
+        ]
+
     lines = [
         f"# {title}: time to polarization",
         "",
         "First r-polarized step per replica; the exponent b of T_pol ~ x^b is a least-squares fit on log-log "
         "axes over the replicas that polarized, with a 95% percentile-bootstrap interval (2,000 resamples).",
         "",
-        "| variable | exponent b | 95% interval | values fitted |",
-        "|---|---|---|---|",
-    ]
-    for s in study:
-        f = s["fit"]
-        if f is None:
-            lines.append(f"| {s['variable']} | - | - | fewer than {MIN_VALUES} values polarized |")
-        else:
-            n_values = len({x for x, _ in s["points"]})
-            lines.append(
-                f"| {s['variable']} | {f['exponent']:.2f} | [{f['low']:.2f}, {f['high']:.2f}] | "
-                f"{n_values} ({len(s['points'])} replicas) |"
-            )
-    lines += [
+        *markdown_table(["variable", "exponent b", "95% interval", "values fitted"], map(fit_cells, study)),
         "",
-        "| variable | value | polarized | mean | median | min | max | theorem applies |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table(
+            ["variable", "value", "polarized", "mean", "median", "min", "max", "theorem applies"],
+            (value_cells(s["variable"], r) for s in study for r in s["rows"]),
+        ),
     ]
-    for s in study:
-        for r in s["rows"]:
-            cells = [s["variable"], format_value(r["value"]), f"{r['polarized']}/{r['replicas']}"]
-            cells += [format_number(r[k], 0) for k in ("mean", "median", "min", "max")]
-            cells.append("yes" if r["theorem"] else "no")
-            lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ from rectest.errors import DataError
 from rectest.files import atomic_write_text
 from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE
 from rectest.report.summary import read_summary
-from rectest.report.values import CD, FAMILY, RD, RR, TP, format_mean_stderr, setting_label
+from rectest.report.values import CD, FAMILY, RD, RR, TP, format_mean_stderr, markdown_table, setting_label
 
 FRONTIER_TABLE = "frontier.md"
 FRONTIER_FIGURE = "frontier.png"
@@ -88,6 +88,16 @@ def _distinctive(params: dict[str, Any], family: str, groups: Sequence[Mapping[s
 
 def frontier_markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
     """The frontier as a Markdown table (``R`` / ``D``: on the relevance / diversity front)."""
+
+    def cells(r: Mapping[str, Any]) -> list[str]:
+        fronts = " ".join(
+            tag for tag, front in (("R", "relevance_front"), ("D", "diversity_front")) if r[front]
+        )
+        stats = [format_mean_stderr(r["time_avg"][m]) for m in (RR, RD)]
+        stats += [format_mean_stderr(r["final"][m]) for m in (CD, TP)]
+        return [r["family"], r["label"], str(r["n_seeds"]), *stats, fronts]
+
+    header = ["family", "setting", "seeds", "mean RR", "mean RD", "CD at T", "TP at T", "front"]
     lines = [
         f"# {title}: the diversity frontier",
         "",
@@ -95,21 +105,8 @@ def frontier_markdown(rows: Sequence[Mapping[str, Any]], title: str) -> str:
         "seeds). Pareto fronts: `R` no other setting is at least as good on mean RR and final CD and better on "
         "one; `D` likewise for mean RD and final CD.",
         "",
-        "| family | setting | seeds | mean RR | mean RD | CD at T | TP at T | front |",
-        "|---|---|---|---|---|---|---|---|",
+        *markdown_table(header, map(cells, rows)),
     ]
-    for r in rows:
-        cells = [
-            r["family"],
-            r["label"],
-            str(r["n_seeds"]),
-            format_mean_stderr(r["time_avg"][RR]),
-            format_mean_stderr(r["time_avg"][RD]),
-            format_mean_stderr(r["final"][CD]),
-            format_mean_stderr(r["final"][TP]),
-            " ".join(tag for tag, front in (("R", "relevance_front"), ("D", "diversity_front")) if r[front]),
-        ]
-        lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
 

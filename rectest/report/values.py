@@ -9,7 +9,7 @@ paper lookup all agree on one spelling.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 STEP = "step"
@@ -130,3 +130,9 @@ def format_mean_stderr(stat: Mapping[str, Any] | None, digits: int = 3) -> str:
     if stat.get("stderr") is None or mean == "-":
         return mean
     return f"{mean} ± {format_number(stat['stderr'], digits)}"
+
+
+def markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    """The lines of a Markdown table: ``| a | b |``, the ``|---|---|`` rule, then one line per row."""
+    line = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    return [line(header), "|" + "---|" * len(header), *(line(r) for r in rows)]
