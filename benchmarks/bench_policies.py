@@ -44,7 +44,7 @@ def floor(users: torch.Tensor, creators: torch.Tensor, replicas: int) -> float:
     """One pass of the score matmul and one exp over every score, in the engine's CPU chunking."""
     m, n = users.shape[1], creators.shape[1]
     rows = max(1, CPU_MAX_CHUNK_ELEMENTS // (replicas * n))
-    creators_t = creators.transpose(1, 2)
+    creators_t = creators.transpose(1, 2).contiguous()  # as the engine: a transposed view is slower
     for a in range(0, m, rows):
         (users[:, a : a + rows] @ creators_t).exp_()
     return 0.0

@@ -93,6 +93,7 @@ def build_simulation(start, sweep: Sweep, settings: Settings, sharded: bool = Tr
         seeds=sweep.seeds,
         log_every=settings.sim.log_every,
         chunk_size=settings.sim.chunk_size,
+        sampler=settings.sim.sampler.value,
         r_polarized=settings.sim.r_polarized,
         shards=settings.shards if sharded else None,
         churn=settings.sim.churn.engine(),

@@ -53,6 +53,11 @@ class DType(Choice):
     float64 = "float64"
 
 
+class Sampler(Choice):
+    rejection = "rejection"  # exact rejection sampling for softmax and threshold replicas (beta <= 3)
+    inverse_cdf = "inverse_cdf"  # every replica from its full row (the draws of rectest before 0.6)
+
+
 class Recommender(Choice):
     oracle = "oracle"  # recommends with the true vectors
     learned = "learned"  # recommends with the trained model's vectors, retrained on logged feedback
@@ -242,6 +247,7 @@ class SimSpec:
     transform: Transform = Transform.none  # geometry of the starting vectors
     n_users: int | None = None  # a random sample of m users; null = all
     chunk_size: int = 8192  # users per chunk when scoring (bounds the m x n memory)
+    sampler: Sampler = Sampler.rejection  # how draws are made; both are exact (rectest.sim.rejection)
     checkpoint_every: int = 100  # steps between state checkpoints (0 = never)
     r_polarized: float = 0.05  # radius of the r-polarization flag
     threads: int | None = None  # CPU threads (set by the entry point); null = 1 for small problems
@@ -301,6 +307,7 @@ class SimSpec:
             raise ConfigError(f"sim.objective={self.objective!r}: expected one of {', '.join(MEASURES)}")
         self.device = _choice(Device, "sim.device", self.device)
         self.dtype = _choice(DType, "sim.dtype", self.dtype)
+        self.sampler = _choice(Sampler, "sim.sampler", self.sampler)
         self.recommender = _choice(Recommender, "sim.recommender", self.recommender)
         self.creators = _choice(CreatorChoice, "sim.creators", self.creators)
         self.transform = _choice(Transform, "sim.transform", self.transform)

@@ -15,7 +15,8 @@ from rectest.sim.churn import Churn, CreatorChurn
 from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
 from rectest.sim.incentives import check_climbers, creator_gradient
-from rectest.sim.policies import Policy
+from rectest.sim.policies import BoundPolicy, Policy
+from rectest.sim.rejection import PROPOSALS, draw_proposals, sample_by_rejection
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
 from rectest.sim.shards import UserShards
@@ -23,17 +24,21 @@ from rectest.sim.state import State
 
 UD_MAX_USERS = 4096
 EXITS = "exits"  # history entry with churn: creators replaced (and as many entrants) before the step
-# On CPU a chunk holds at most this many scores (32 MB in float32): temporaries below glibc's mmap threshold
-# are recycled by the allocator instead of being page-faulted in afresh for every chunk (2-3x faster).
-CPU_MAX_CHUNK_ELEMENTS = 1 << 23
+# On CPU a chunk holds at most this many scores (8 MB in float32): temporaries below glibc's mmap threshold are
+# recycled by the allocator instead of being page-faulted in afresh for every chunk (2-3x faster), and the passes
+# after the score matmul (exp, block sums) find the chunk in cache: 0.9x the time of 32 MB chunks for the topk
+# experiment's batch at the ml-100k shape, 2 threads (fewer, larger chunks pay more per-op overhead).
+CPU_MAX_CHUNK_ELEMENTS = 1 << 21
+SAMPLERS = ("rejection", "inverse_cdf")
 
 
 class Simulation:
     """A batch of ``R = len(seeds)`` independent replicas of the dual-influence dynamics.
 
     Replica ``r`` draws its randomness from its own ``torch.Generator`` seeded with ``seeds[r]`` (one
-    uniform per user per step, then inverse-CDF sampling), so its trajectory depends only on its seed,
-    its parameters and its initial state: not on the other replicas nor on ``chunk_size``.
+    uniform per user per step, then inverse-CDF sampling; with the rejection sampler also a fixed number of
+    proposals per user), so its trajectory depends only on its seed, its parameters and its initial state:
+    not on the other replicas, ``chunk_size`` or ``log_every``.
 
     Args:
         state: initial vectors with ``R`` replicas, or one replica that is copied to all ``R``.
@@ -52,6 +57,9 @@ class Simulation:
             reduction over users runs over all ranks; the result is one process's. None: all users here.
         churn: creators leave and entrants take their slots (:class:`~rectest.sim.churn.Churn`); the
             history then has ``exits``, the creators replaced before each logged step. None: no churn.
+        sampler: ``"rejection"``: softmax and threshold replicas with ``beta <= REJECTION_MAX_BETA`` are drawn
+            by exact rejection sampling (:mod:`rectest.sim.rejection`), without scoring every creator;
+            ``"inverse_cdf"``: every replica from its full row (the draws of rectest before 0.6).
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).
@@ -69,7 +77,10 @@ class Simulation:
         ud_max_users: int = UD_MAX_USERS,
         shards: UserShards | None = None,
         churn: Churn | None = None,
+        sampler: str = "rejection",
     ):
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler={sampler!r}: expected one of {', '.join(SAMPLERS)}")
         seeds = [int(s) for s in seeds]
         if not seeds:
             raise ValueError("seeds=[]: expected at least one seed")
@@ -93,6 +104,8 @@ class Simulation:
         self.policy = policy.bind(R, state.n, device, dtype)
         self.dynamics = dynamics.bind(R, state.d, device, dtype)
         check_climbers(policy, self.dynamics.rules)
+        self.sampler = sampler
+        self.rejecting = self._rejecting_parts()  # (replicas, policy) drawn by rejection
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
@@ -219,6 +232,38 @@ class Simulation:
         )  # (R, m)
         return every if self.shards is None else every[:, self.shards.start : self.shards.stop]
 
+    def _rejecting_parts(self) -> list[tuple[Tensor, BoundPolicy]]:
+        """The replicas drawn by rejection sampling, with their policy (none with the inverse-CDF sampler)."""
+        if self.sampler != "rejection":
+            return []
+        if self.policy.rejects:
+            return [(torch.arange(self.replicas, device=self.users.device), self.policy)]
+        return [(replicas, part) for replicas, part in self.policy.parts or [] if part.rejects]
+
+    def _sample_by_rejection(self, view: tuple[Tensor, Tensor], uniforms: Tensor, chosen: Tensor) -> None:
+        """Draw the rejection-sampled replicas' creators into ``chosen`` ``(R, m)`` (see rectest.sim.rejection).
+
+        Each such replica draws ``PROPOSALS`` uniforms per user from its own generator, after the step's
+        inverse-CDF uniforms (all ``m`` users' when sharded, so a draw does not depend on the sharding).
+        """
+        users, creators = view
+        m = self.shards.total if self.shards is not None else users.shape[1]
+        mine = slice(None) if self.shards is None else slice(self.shards.start, self.shards.stop)
+        for replicas, part in self.rejecting:
+            draws = torch.empty(len(replicas), m, PROPOSALS, dtype=torch.float64, device=users.device)
+            for i, r in enumerate(replicas.tolist()):
+                draw_proposals(self.generators[r], draws[i])
+            draws = draws[:, mine]  # (R', m_r, PROPOSALS) float64
+            picks = sample_by_rejection(
+                part,
+                users.index_select(0, replicas),
+                creators.index_select(0, replicas),
+                draws,
+                uniforms.index_select(0, replicas),
+                self._chunk(creators.shape[1]),
+            )  # (R', m)
+            chosen.index_copy_(0, replicas, picks)
+
     def _policy_view(
         self, score_users: Tensor | None, score_creators: Tensor | None
     ) -> tuple[Tensor, Tensor]:
@@ -248,9 +293,26 @@ class Simulation:
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
         rr = torch.zeros_like(rd)
-        creators_t = self.creators.transpose(1, 2)  # (R, d, n)
-        pol_creators_t = pol_creators.transpose(1, 2)  # (R, d', n)
+        # (R, d, n) contiguous: a batched matmul with a transposed view is up to 2x slower on CPU
+        creators_t = self.creators.transpose(1, 2).contiguous()
+        pol_creators_t = creators_t if oracle else pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
+        rejected = torch.empty_like(chosen)
+        self._sample_by_rejection(view, uniforms, rejected)  # drawn without full rows
+        parts = None
+        if self.policy.parts is not None and not logged:  # each part's creators, gathered once a step
+            parts = [
+                (
+                    replicas,
+                    part,
+                    pol_creators.index_select(0, replicas),
+                    pol_creators_t.index_select(0, replicas),
+                )
+                for replicas, part in self.policy.parts
+                if not (part.rejects and self.rejecting)  # (drawn by rejection)
+            ]
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
+            if self.policy.rejects and self.rejecting and not logged:
+                break  # every replica is drawn by rejection
             if self.policy.plain_softmax and not logged:  # exp(beta s): beta folded into the matmul
                 w = torch.matmul(pol_users[:, a:b] * self.policy.beta, pol_creators_t).exp_()  # (R, c, n)
                 chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])
@@ -258,8 +320,8 @@ class Simulation:
                     torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights"
                 )
                 continue
-            if self.policy.parts is not None and not logged:
-                self._sample_parts(pol_users[:, a:b], pol_creators, uniforms[:, a:b], chosen[:, a:b])
+            if parts is not None:
+                self._sample_parts(parts, pol_users[:, a:b], uniforms[:, a:b], chosen[:, a:b])
                 continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
@@ -273,34 +335,42 @@ class Simulation:
                 rd_c, rr_c = M.recommendation_sums(w, scores, self.creators, total)
                 rd += rd_c
                 rr += rr_c
+        for replicas, _ in self.rejecting:  # on logged steps the full rows gave RD and RR only
+            chosen.index_copy_(0, replicas, rejected.index_select(0, replicas))
         if self.shards is None or not logged:
             return chosen, rd / m, rr / m
         sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
         return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
 
-    def _sample_parts(self, users: Tensor, creators: Tensor, uniforms: Tensor, out: Tensor) -> None:
+    def _sample_parts(
+        self,
+        parts: list[tuple[Tensor, BoundPolicy, Tensor, Tensor]],
+        users: Tensor,
+        uniforms: Tensor,
+        out: Tensor,
+    ) -> None:
         """A batch that mixes kinds of policy, part by part, each with its own fast path: short top-k lists
         from their lists, plain softmax with beta folded into the score matmul, the rest from full rows.
         Each part scores only its own replicas; the draws are those of the general path up to float rounding.
 
         Args:
+            parts: ``(replicas, policy, creators (R', n, d), creators transposed (R', d, n))`` of each part
+                not drawn by rejection (the policy's view of the creators).
             users: ``(R, c, d)`` the policy's view of this chunk's users.
-            creators: ``(R, n, d)`` the policy's view of the creators.
             uniforms: ``(R, c)`` this chunk's draws.
             out: ``(R, c)`` view that receives the choices.
         """
         finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)  # (R,)
-        for replicas, part in self.policy.parts:
+        for replicas, part, part_creators, part_t in parts:
             part_users = users.index_select(0, replicas)  # (R', c, d)
-            part_creators = creators.index_select(0, replicas)  # (R', n, d)
             u = uniforms.index_select(0, replicas)  # (R', c)
             if part.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
-                w = torch.matmul(part_users * part.beta, part_creators.transpose(1, 2)).exp_()  # (R', c, n)
+                w = torch.matmul(part_users * part.beta, part_t).exp_()  # (R', c, n)
             elif part.topk_only:
-                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_creators.transpose(1, 2), u))
+                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_t, u))
                 continue
             else:
-                w = part.weights(part_users @ part_creators.transpose(1, 2), part_creators)  # (R', c, n)
+                w = part.weights(part_users @ part_t, part_creators)  # (R', c, n)
             picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
             out.index_copy_(0, replicas, picked)
             finite[replicas] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))

@@ -35,6 +35,9 @@ SHORT_LIST = 16
 # top-1000 took 4.7 s a step on the list path against 2.2 s for a logged step on the general one
 # (benchmarks/bench_policies.py).
 TOPK_LIST_MAX = 256
+# Softmax (and threshold) replicas up to this beta are drawn by exact rejection sampling
+# (rectest/sim/rejection.py): the acceptance probability exp(beta (s - 1)) stays above e^-6.
+REJECTION_MAX_BETA = 3.0
 
 
 @dataclass
@@ -187,6 +190,7 @@ class BoundPolicy:
                 eps[r] > 0,
                 math.isinf(beta[r]),
                 beta[r] > _NO_SHIFT_BETA,
+                beta[r] <= REJECTION_MAX_BETA,
                 # no list, a short one, one the list path takes, one too long for it
                 0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2 if k[r] <= TOPK_LIST_MAX else 3,
             )
@@ -209,6 +213,17 @@ class BoundPolicy:
                 return BoundPolicy(sub, len(rs), n, device, dtype)
 
             self.parts = [(torch.tensor(rs, device=device), part(rs)) for rs in kinds.values()]
+        # softmax with at most a threshold and a moderate beta, one kind: drawn by rejection when the engine's
+        # sampler is "rejection" (exact; without scoring every creator)
+        self.rejects = (
+            self.parts is None
+            and self.kmax is None
+            and self.mmr is None
+            and self.eps is None
+            and self.rho is None
+            and not self.any_inf
+            and max(beta) <= REJECTION_MAX_BETA
+        )
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).

@@ -1,0 +1,134 @@
+"""Exact rejection sampling for softmax and threshold policies: a draw without scoring every creator.
+
+A cosine is at most 1, so ``exp(beta (s - 1)) <= 1`` is a valid acceptance probability: a creator proposed
+uniformly at random and accepted with it (and only if eligible, ``s >= tau``) is distributed exactly as
+softmax(beta) over the eligible creators. Each user gets ``PROPOSALS`` proposals a step and takes the first
+accepted one; a user who rejects them all is drawn from its full row with the policy's own weights, exactly
+as the general path draws (this also covers a user with no eligible creator, who gets a uniform one). Both
+branches draw from the policy's distribution, so the sampler is exact, not an approximation
+(``tests/sim/test_rejection.py`` checks it against the dense probabilities).
+
+Expected cost per user: ``1 / a`` proposals of ``d`` flops, with ``a`` the mean of ``exp(beta (s - 1))`` over
+the creators (about ``e^-1`` for ``beta = 1``), against ``n d`` flops and ``n`` exps for the full row. The
+randomness is fixed per step: one float64 uniform ``u`` per proposal gives the creator ``floor(u n)`` and the
+acceptance uniform ``frac(u n)``, drawn from the replica's own generator for every user, so a replica's draws
+do not depend on its companions, the chunking, the sharding or how many proposals were needed.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from rectest.sim.policies import BoundPolicy
+from rectest.sim.sampling import sample_inverse_cdf
+
+PROPOSALS = 16  # per user per step: at beta = 1 and cosines near 0, about 1 user in 1,500 falls back
+FIRST_ROUND = 4  # proposals scored for every user; the rest only for users who rejected these
+PROPOSAL_ELEMENTS = 1 << 22  # users per chunk: at most this many proposal coordinates at once
+
+
+def draw_proposals(generator: torch.Generator, out: Tensor) -> Tensor:
+    """Fill ``out`` ``(users, PROPOSALS)`` float64 with uniforms in ``[0, 1)`` from one replica's generator."""
+    return out.uniform_(generator=generator)
+
+
+def sample_by_rejection(
+    policy: BoundPolicy, users: Tensor, creators: Tensor, draws: Tensor, uniforms: Tensor, chunk_rows: int
+) -> Tensor:
+    """One creator per user, drawn exactly from the policy's distribution (``policy.rejects`` must hold).
+
+    Args:
+        policy: a softmax policy with at most a threshold, ``beta <= REJECTION_MAX_BETA``, ``R`` replicas.
+        users: ``(R, m, d)`` the policy's view of the users (unit vectors).
+        creators: ``(R, n, d)`` the policy's view of the creators (unit vectors).
+        draws: ``(R, m, PROPOSALS)`` float64 proposal uniforms (:func:`draw_proposals`).
+        uniforms: ``(R, m)`` the step's inverse-CDF uniforms, used by users who reject every proposal.
+        chunk_rows: users per chunk of the full-row fallback (bounds its ``(R, rows, n)`` temporaries).
+
+    Returns:
+        ``(R, m)`` int64 creator indices.
+    """
+    R, m, d = users.shape
+    n = creators.shape[1]
+    flat_creators = creators.reshape(R * n, d)  # (R n, d): replica r's creator i at r n + i
+    beta = policy.beta.view(R, 1)  # (R, 1)
+    tau = None if policy.tau is None else policy.tau.view(R, 1)
+    chosen = torch.empty(R, m, dtype=torch.long, device=users.device)
+    step = max(1, PROPOSAL_ELEMENTS // (R * PROPOSALS * d))
+    for a in range(0, m, step):
+        b = min(m, a + step)
+        replica = torch.arange(R, device=users.device).repeat_interleave(b - a)  # (R c,) each user's replica
+        rows = Proposals(users[:, a:b].flatten(0, 1), flat_creators, n, replica, beta, tau)
+        first = draws[:, a:b, :FIRST_ROUND].flatten(0, 1)  # (R c, FIRST_ROUND)
+        pick = rows.first_accepted(first, None)  # (R c,)
+        late = (pick < 0).nonzero().squeeze(1)  # (t,) users who rejected the first round
+        if late.numel():
+            pick[late] = rows.first_accepted(draws[:, a:b, FIRST_ROUND:].flatten(0, 1)[late], late)
+        chosen[:, a:b] = pick.view(R, b - a)
+    _fall_back(policy, users, creators, uniforms, chunk_rows, chosen)
+    return chosen
+
+
+class Proposals:
+    """Scores proposals for a flat batch of users (``(t, d)`` vectors, each with its replica)."""
+
+    def __init__(
+        self, users: Tensor, flat_creators: Tensor, n: int, replica: Tensor, beta: Tensor, tau: Tensor | None
+    ):
+        self.users, self.flat_creators, self.n = users, flat_creators, n
+        self.base = (replica * n).unsqueeze(1)  # (t, 1) row of the replica's creator 0 in flat_creators
+        self.beta = beta[replica]  # (t, 1)
+        self.tau = None if tau is None else tau[replica]  # (t, 1)
+
+    def first_accepted(self, draws: Tensor, subset: Tensor | None) -> Tensor:
+        """The creator of each user's first accepted proposal, -1 if none.
+
+        Args:
+            draws: ``(t', L)`` float64 proposal uniforms: creator ``floor(u n)``, acceptance ``frac(u n)``.
+            subset: ``(t',)`` which of the users these are (None: all of them).
+
+        Returns:
+            ``(t',)`` int64 creator indices in ``[0, n)`` or -1.
+        """
+        pick = (lambda x: x) if subset is None else (lambda x: x[subset])  # noqa: E731
+        scaled = draws * self.n  # (t', L)
+        whole = scaled.floor()
+        accept_u = scaled.sub_(whole)  # (t', L) acceptance uniforms
+        idx = whole.long().clamp_max_(self.n - 1)  # (t', L) proposed creators
+        t, L = idx.shape
+        rows = (idx + pick(self.base)).flatten()  # (t' L,)
+        candidates = self.flat_creators.index_select(0, rows).view(t, L, -1)  # (t', L, d)
+        s = (candidates @ pick(self.users).unsqueeze(-1)).squeeze(-1)  # (t', L) cosines
+        accept = s.sub(1).mul_(pick(self.beta)).exp_()  # (t', L) exp(beta (s - 1)) in (0, 1]
+        if self.tau is not None:
+            accept.mul_(s >= pick(self.tau))  # ineligible creators are never accepted
+        ok = accept_u < accept.double()  # (t', L)
+        first = ok.to(torch.uint8).argmax(-1, keepdim=True)  # (t', 1) the first accepted (0 when none)
+        return torch.where(ok.any(-1), idx.gather(-1, first).squeeze(-1), -1)
+
+
+def _fall_back(
+    policy: BoundPolicy, users: Tensor, creators: Tensor, uniforms: Tensor, rows: int, chosen: Tensor
+) -> None:
+    """Draw the users still at -1 in ``chosen`` from their full rows, with the policy's weights (in place)."""
+    r, j = (chosen < 0).nonzero(as_tuple=True)  # (t,) each, sorted by replica
+    if not r.numel():
+        return
+    R, _, d = users.shape
+    counts = torch.bincount(r, minlength=R)  # (R,)
+    slot = (
+        torch.arange(r.numel(), device=r.device) - (counts.cumsum(0) - counts)[r]
+    )  # (t,) row in its replica
+    width = int(counts.max())
+    packed = users.new_zeros(R, width, d)  # (R, w, d); padding rows score 0 and are dropped
+    packed[r, slot] = users[r, j]
+    u = uniforms.new_zeros(R, width)
+    u[r, slot] = uniforms[r, j]
+    picks = torch.empty(R, width, dtype=torch.long, device=users.device)
+    creators_t = creators.transpose(1, 2).contiguous()  # (R, d, n)
+    for a in range(0, width, max(1, rows)):
+        b = min(width, a + max(1, rows))
+        w = policy.weights(packed[:, a:b] @ creators_t, creators)  # (R, c, n) as the general path's
+        picks[:, a:b] = sample_inverse_cdf(w, u[:, a:b])[0]
+    chosen[r, j] = picks[r, slot]

@@ -1,0 +1,110 @@
+"""Rejection sampling (rectest.sim.rejection): exact against the dense probabilities, the full-row fallback
+included, and a replica's draws independent of its companions, the chunking and the logging cadence."""
+
+import math
+
+import pytest
+import torch
+from sim_reference import user_probabilities
+
+from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim.policies import REJECTION_MAX_BETA
+from rectest.sim.rejection import PROPOSALS, sample_by_rejection
+
+
+def chi_square(counts: torch.Tensor, p: torch.Tensor) -> tuple[float, int]:
+    """Pearson's statistic over the cells with positive probability, and its degrees of freedom."""
+    T = counts.sum(-1, keepdim=True)
+    live = p > 0
+    assert counts[~live].sum() == 0  # a zero-probability creator is never drawn
+    stat = ((counts - T * p) ** 2 / (T * p).clamp_min(1e-300))[live].sum().item()
+    return stat, int(live.sum() - p.shape[0])
+
+
+def draw_counts(policy: Policy, users, creators, trials: int, gen) -> torch.Tensor:
+    """``(R, m, n)`` counts of ``trials`` rejection draws per user (fresh proposals every trial)."""
+    R, m, _ = users.shape
+    n = creators.shape[1]
+    bound = policy.bind(R, n, torch.device("cpu"), users.dtype)
+    assert bound.rejects
+    counts = torch.zeros(R, m, n, dtype=torch.float64)
+    for _ in range(trials):
+        draws = torch.rand(R, m, PROPOSALS, generator=gen, dtype=torch.float64)
+        uniforms = torch.rand(R, m, generator=gen, dtype=users.dtype)
+        picks = sample_by_rejection(bound, users, creators, draws, uniforms, chunk_rows=3)
+        counts.scatter_add_(-1, picks.unsqueeze(-1), torch.ones(R, m, 1, dtype=torch.float64))
+    return counts
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"beta": [0.0, 1.0, REJECTION_MAX_BETA]},  # uniform, the paper's beta, the largest rejected beta
+        {"beta": 2.0, "tau": [0.2, 0.95]},  # a threshold; 0.95 leaves most users nothing: uniform fallback
+    ],
+)
+def test_rejection_draws_follow_the_dense_probabilities(params):
+    gen = torch.Generator().manual_seed(11)
+    R = len(next(v for v in params.values() if isinstance(v, list)))
+    m, n, d = 6, 9, 3
+    users = random_sphere(R, m, d, gen, torch.float64)
+    creators = random_sphere(R, n, d, gen, torch.float64)
+    users[:, 0] = -creators[:, 0]  # a user opposite a creator: low acceptance, often the full-row fallback
+    counts = draw_counts(Policy(**params), users, creators, 3000, gen)
+    for r in range(R):
+        one = {key: (v[r] if isinstance(v, list) else v) for key, v in params.items()}
+        s = users[r] @ creators[r].T
+        p = torch.stack([user_probabilities(s[j], creators[r], **one) for j in range(m)])
+        stat, dof = chi_square(counts[r], p)
+        assert stat < dof + 6 * math.sqrt(2 * dof), (one, stat, dof)  # about 6 sigma
+
+
+def test_users_who_reject_every_proposal_are_drawn_from_their_full_rows():
+    """beta = 4 and every creator opposite the user: acceptance e^-8, so all users fall back; their draws
+    are the inverse-CDF draws of the policy's weights with the step's uniforms."""
+    gen = torch.Generator().manual_seed(2)
+    creators = random_sphere(1, 7, 3, gen, torch.float64)
+    axis = creators[0].mean(0)
+    creators = torch.nn.functional.normalize(creators[0] + 5 * axis, dim=-1).unsqueeze(0)  # a tight cap
+    users = -creators[:, :5].clone()  # each user opposite the cap
+    bound = Policy(beta=4.0).bind(1, 7, torch.device("cpu"), torch.float64)
+    draws = torch.full((1, 5, PROPOSALS), 0.999, dtype=torch.float64)  # frac(0.999 * 7) = 0.993: rejected
+    uniforms = torch.rand(1, 5, generator=gen, dtype=torch.float64)
+    picks = sample_by_rejection(bound, users, creators, draws, uniforms, chunk_rows=2)
+    w = torch.exp(4.0 * (users @ creators.transpose(1, 2)))  # (1, 5, 7)
+    cdf = w.cumsum(-1) / w.sum(-1, keepdim=True)
+    expected = (cdf <= uniforms.unsqueeze(-1)).sum(-1)  # inverse CDF
+    assert torch.equal(picks, expected)
+
+
+def test_rejected_replicas_ignore_companions_chunks_and_logging():
+    gen = torch.Generator().manual_seed(4)
+    state = State(random_sphere(1, 40, 4, gen), random_sphere(1, 25, 4, gen))
+    dyn = Dynamics(eta_u=0.1, eta_c=0.1)
+    alone = Simulation(state, Policy(beta=1.0, tau=0.3), dyn, seeds=[5], chunk_size=3, log_every=1)
+    batch = Simulation(
+        state, Policy(beta=[1.0, 8.0, 1.0], k=[25, 25, 4], tau=[0.3, None, None]), dyn, seeds=[5, 6, 7]
+    )
+    batch.log_every = 10**6
+    assert [bool(p.rejects) for _, p in batch.policy.parts] == [True, False, False]
+    for _ in range(30):
+        assert torch.equal(alone.step()[0], batch.step()[0])
+    assert torch.equal(alone.users[0], batch.users[0]) and torch.equal(alone.creators[0], batch.creators[0])
+
+
+def test_the_inverse_cdf_sampler_is_the_full_row_draw():
+    """sampler="inverse_cdf" draws every replica from its full row: the folded-softmax shortcut and the
+    general path agree, and the rejection sampler's trajectory differs (other draws, same distribution)."""
+    gen = torch.Generator().manual_seed(8)
+    state = State(random_sphere(1, 30, 4, gen, torch.float64), random_sphere(1, 12, 4, gen, torch.float64))
+    runs = {}
+    for sampler in ("rejection", "inverse_cdf"):
+        for every in (1, 10**6):
+            sim = Simulation(state, Policy(beta=2.0), Dynamics(), seeds=[1], log_every=every, sampler=sampler)
+            sim.run(20)
+            runs[sampler, every] = sim.users
+    assert torch.allclose(runs["inverse_cdf", 1], runs["inverse_cdf", 10**6], atol=1e-12)
+    assert torch.equal(runs["rejection", 1], runs["rejection", 10**6])
+    assert not torch.allclose(runs["rejection", 1], runs["inverse_cdf", 1])
+    with pytest.raises(ValueError, match="sampler='gibbs'"):
+        Simulation(state, Policy(), Dynamics(), seeds=[0], sampler="gibbs")
