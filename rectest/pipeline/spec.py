@@ -54,8 +54,8 @@ class DType(Choice):
 
 
 class Sampler(Choice):
-    rejection = "rejection"  # exact rejection sampling for softmax and threshold replicas (beta <= 3)
-    inverse_cdf = "inverse_cdf"  # every replica from its full row (the draws of rectest before 0.6)
+    rejection = "rejection"  # exact rejection sampling: softmax and threshold replicas, beta <= 3, n >= 256
+    inverse_cdf = "inverse_cdf"  # every replica from its full row (the draws of earlier runs)
 
 
 class Recommender(Choice):

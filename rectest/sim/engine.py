@@ -57,9 +57,10 @@ class Simulation:
             reduction over users runs over all ranks; the result is one process's. None: all users here.
         churn: creators leave and entrants take their slots (:class:`~rectest.sim.churn.Churn`); the
             history then has ``exits``, the creators replaced before each logged step. None: no churn.
-        sampler: ``"rejection"``: softmax and threshold replicas with ``beta <= REJECTION_MAX_BETA`` are drawn
-            by exact rejection sampling (:mod:`rectest.sim.rejection`), without scoring every creator;
-            ``"inverse_cdf"``: every replica from its full row (the draws of rectest before 0.6).
+        sampler: ``"rejection"``: softmax and threshold replicas with ``beta <= REJECTION_MAX_BETA`` and at
+            least ``REJECTION_MIN_CREATORS`` creators are drawn by exact rejection sampling
+            (:mod:`rectest.sim.rejection`), without scoring every creator; ``"inverse_cdf"``: every replica
+            from its full row (the draws of earlier runs).
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).

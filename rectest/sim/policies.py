@@ -38,6 +38,9 @@ TOPK_LIST_MAX = 256
 # Softmax (and threshold) replicas up to this beta are drawn by exact rejection sampling
 # (rectest/sim/rejection.py): the acceptance probability exp(beta (s - 1)) stays above e^-6.
 REJECTION_MAX_BETA = 3.0
+# ... and only with at least this many creators: below it a full row costs about as much as the proposals (the
+# paper's synthetic worlds, n = 50, keep the full-row draws)
+REJECTION_MIN_CREATORS = 256
 
 
 @dataclass
@@ -223,6 +226,7 @@ class BoundPolicy:
             and self.rho is None
             and not self.any_inf
             and max(beta) <= REJECTION_MAX_BETA
+            and n >= REJECTION_MIN_CREATORS
         )
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:

@@ -7,9 +7,16 @@ import pytest
 import torch
 from sim_reference import user_probabilities
 
-from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere
+from rectest.sim.engine import SAMPLERS
 from rectest.sim.policies import REJECTION_MAX_BETA
 from rectest.sim.rejection import PROPOSALS, sample_by_rejection
+
+
+@pytest.fixture(autouse=True)
+def small_worlds_reject(monkeypatch):
+    """These tests use a few creators; the engine draws by rejection from REJECTION_MIN_CREATORS on."""
+    monkeypatch.setattr(policies, "REJECTION_MIN_CREATORS", 1)
 
 
 def chi_square(counts: torch.Tensor, p: torch.Tensor) -> tuple[float, int]:
@@ -108,3 +115,15 @@ def test_the_inverse_cdf_sampler_is_the_full_row_draw():
     assert not torch.allclose(runs["rejection", 1], runs["inverse_cdf", 1])
     with pytest.raises(ValueError, match="sampler='gibbs'"):
         Simulation(state, Policy(), Dynamics(), seeds=[0], sampler="gibbs")
+
+
+def test_small_worlds_keep_their_full_row_draws(monkeypatch):
+    """Below REJECTION_MIN_CREATORS the rejection sampler draws as the inverse-CDF one: same trajectory."""
+    monkeypatch.setattr(policies, "REJECTION_MIN_CREATORS", 13)
+    gen = torch.Generator().manual_seed(9)
+    state = State(random_sphere(1, 20, 4, gen, torch.float64), random_sphere(1, 12, 4, gen, torch.float64))
+    sims = [Simulation(state, Policy(beta=1.0), Dynamics(), seeds=[2], sampler=s) for s in SAMPLERS]
+    assert not sims[0].rejecting
+    for sim in sims:
+        sim.run(15)
+    assert torch.equal(sims[0].users, sims[1].users)

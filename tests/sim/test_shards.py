@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -12,7 +13,7 @@ import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, random_sphere
+from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, policies, random_sphere
 from rectest.sim.churn import Churn
 from rectest.sim.shards import UserShards, shard_bounds
 
@@ -29,9 +30,22 @@ SCENARIOS = {
     ),
     "threshold_eps": (Policy(beta=2.0, tau=0.3, eps=0.1), Dynamics(f="identity", g="tanh"), [7], 2),
     "churn": (Policy(beta=2.0, k=[4, N_CREATORS]), Dynamics(), [1, 2], 2),
+    # drawn by rejection sampling (allowed at this n by rejecting_small_worlds)
+    "rejection": (Policy(beta=[1.0, 3.0], tau=[-1.0, 0.2]), Dynamics(eta_u=0.05), [8, 9], 3),
 }
 EXTRA = {"churn": {"churn": Churn(window=3, min_share=0.6, entrant="copy", noise=0.2)}}
 """Simulation keywords of a scenario besides its policy and dynamics."""
+
+
+@contextmanager
+def rejecting_small_worlds(name: str):
+    """The "rejection" scenario draws by rejection although it has fewer than REJECTION_MIN_CREATORS."""
+    saved = policies.REJECTION_MIN_CREATORS
+    policies.REJECTION_MIN_CREATORS = 1 if name == "rejection" else saved
+    try:
+        yield
+    finally:
+        policies.REJECTION_MIN_CREATORS = saved
 
 
 def sharded(state: State, policy: Policy, dynamics: Dynamics, seeds: list[int], exact: bool = True, **kw):
@@ -52,9 +66,11 @@ def drive(sim: Simulation, steps: int) -> tuple[torch.Tensor, dict]:
 
 def single_process(name: str) -> tuple[torch.Tensor, dict, Simulation]:
     policy, dynamics, seeds, log_every = SCENARIOS[name]
-    sim = Simulation(
-        initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **EXTRA.get(name, {})
-    )
+    with rejecting_small_worlds(name):
+        sim = Simulation(
+            initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **EXTRA.get(name, {})
+        )
+    assert bool(sim.rejecting) == (name == "rejection")
     chosen, hist = drive(sim, STEPS)
     return chosen, hist, sim
 
@@ -103,7 +119,10 @@ def test_a_world_of_one_is_the_engine() -> None:
     for name, (policy, dynamics, seeds, log_every) in SCENARIOS.items():
         ref_chosen, ref_hist, ref = single_process(name)
         extra = EXTRA.get(name, {})
-        sim = sharded(initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **extra)
+        with rejecting_small_worlds(name):
+            sim = sharded(
+                initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **extra
+            )
         chosen, hist = drive(sim, STEPS)
         assert torch.equal(chosen, ref_chosen), name
         assert torch.equal(sim.users, ref.users) and torch.equal(sim.creators, ref.creators), name
@@ -122,9 +141,17 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str) -> None:
         for key, name, exact in runs:
             policy, dynamics, seeds, log_every = SCENARIOS[name]
             extra = EXTRA.get(name, {})
-            sim = sharded(
-                initial_state(), policy, dynamics, seeds, exact, log_every=log_every, chunk_size=6, **extra
-            )
+            with rejecting_small_worlds(name):
+                sim = sharded(
+                    initial_state(),
+                    policy,
+                    dynamics,
+                    seeds,
+                    exact,
+                    log_every=log_every,
+                    chunk_size=6,
+                    **extra,
+                )
             chosen, hist = drive(sim, STEPS)
             full = sim.gather_state()
             results[key] = {
