@@ -29,7 +29,7 @@ from rectest.errors import DataError
 from rectest.files import atomic_write_text
 from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE, TB_DIR
 from rectest.report.run_reports import VARIABLES
-from rectest.report.summary import read_summary
+from rectest.report.summary import read_summary, report_command
 from rectest.report.values import format_number, format_value, markdown_table, normalize_value
 
 CONVERGENCE_TABLE = "convergence.md"
@@ -288,13 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("folders", type=Path, nargs="+", help="run folders, or folders holding run folders")
     parser.add_argument("--out", type=Path, default=None, help="where to write (default: the first folder)")
     args = parser.parse_args(argv)
-    try:
-        written = pool_folders(args.folders, args.out or args.folders[0])
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(str(p) for p in written))
-    return 0
+    return report_command(lambda: pool_folders(args.folders, args.out or args.folders[0]))
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ from typing import Any
 from rectest.errors import DataError
 from rectest.files import atomic_write_text
 from rectest.report.layout import FIGURES_DIR, SUMMARY_FILE
-from rectest.report.summary import read_summary
+from rectest.report.summary import read_summary, report_command
 from rectest.report.values import CD, FAMILY, RD, RR, TP, format_mean_stderr, markdown_table, setting_label
 
 FRONTIER_TABLE = "frontier.md"
@@ -170,14 +170,9 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("run_dir", type=Path, help="a finished run folder (it holds summary.json)")
     args = parser.parse_args(argv)
-    try:
-        summary = read_summary(args.run_dir / SUMMARY_FILE)
-        paths = write_frontier(summary, args.run_dir, args.run_dir.name)
-    except DataError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    print("\n".join(str(p) for p in paths))
-    return 0
+    return report_command(
+        lambda: write_frontier(read_summary(args.run_dir / SUMMARY_FILE), args.run_dir, args.run_dir.name)
+    )
 
 
 if __name__ == "__main__":

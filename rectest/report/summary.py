@@ -31,7 +31,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping, Sequence
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -172,3 +173,15 @@ def read_summary(path: Path) -> dict[str, Any]:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, json.JSONDecodeError) as err:
         raise DataError(f"{path}: cannot read the summary ({err})") from err
+
+
+def report_command(write: Callable[[], Sequence[Path]]) -> int:
+    """The end of a report command over finished runs: print the files ``write`` wrote and return 0, or on a
+    :class:`DataError` (a missing or unreadable summary) print one ``error: ...`` line to stderr and return 2."""
+    try:
+        written = write()
+    except DataError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print("\n".join(str(p) for p in written))
+    return 0

@@ -107,6 +107,9 @@ class Simulation:
         check_climbers(policy, self.dynamics.rules)
         self.sampler = sampler
         self.rejecting = self._rejecting_parts()  # (replicas, policy) drawn by rejection
+        self.all_rejecting = (
+            sampler == "rejection" and self.policy.rejects
+        )  # no replica needs full rows to draw
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
@@ -242,7 +245,8 @@ class Simulation:
         return [(replicas, part) for replicas, part in self.policy.parts or [] if part.rejects]
 
     def _sample_by_rejection(self, view: tuple[Tensor, Tensor], uniforms: Tensor, chosen: Tensor) -> None:
-        """Draw the rejection-sampled replicas' creators into ``chosen`` ``(R, m)`` (see rectest.sim.rejection).
+        """Draw the rejection-sampled replicas' creators into ``chosen`` ``(R, m)`` (see rectest.sim.rejection),
+        over whatever the full-row pass left there for them.
 
         Each such replica draws ``PROPOSALS`` uniforms per user from its own generator, after the step's
         inverse-CDF uniforms (all ``m`` users' when sharded, so a draw does not depend on the sharding).
@@ -297,8 +301,6 @@ class Simulation:
         # (R, d, n) contiguous: a batched matmul with a transposed view is up to 2x slower on CPU
         creators_t = self.creators.transpose(1, 2).contiguous()
         pol_creators_t = creators_t if oracle else pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
-        rejected = torch.empty_like(chosen)
-        self._sample_by_rejection(view, uniforms, rejected)  # drawn without full rows
         parts = None
         if self.policy.parts is not None and not logged:  # each part's creators, gathered once a step
             parts = [
@@ -309,11 +311,11 @@ class Simulation:
                     pol_creators_t.index_select(0, replicas),
                 )
                 for replicas, part in self.policy.parts
-                if not (part.rejects and self.rejecting)  # (drawn by rejection)
+                if not (part.rejects and self.sampler == "rejection")  # (drawn by rejection below)
             ]
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
-            if self.policy.rejects and self.rejecting and not logged:
-                break  # every replica is drawn by rejection
+            if self.all_rejecting and not logged:
+                break  # every replica is drawn by rejection below
             if self.policy.plain_softmax and not logged:  # exp(beta s): beta folded into the matmul
                 w = torch.matmul(pol_users[:, a:b] * self.policy.beta, pol_creators_t).exp_()  # (R, c, n)
                 chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])
@@ -330,14 +332,16 @@ class Simulation:
                 chosen[:, a:b] = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) from the k-lists
                 continue
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
-            chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
+            if self.all_rejecting:  # a logged step: the full rows give RD and RR, the draws come below
+                total = w.sum(-1, keepdim=True)  # (R, c, 1)
+            else:
+                chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
             self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
             if logged:
                 rd_c, rr_c = M.recommendation_sums(w, scores, self.creators, total)
                 rd += rd_c
                 rr += rr_c
-        for replicas, _ in self.rejecting:  # on logged steps the full rows gave RD and RR only
-            chosen.index_copy_(0, replicas, rejected.index_select(0, replicas))
+        self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
         if self.shards is None or not logged:
             return chosen, rd / m, rr / m
         sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks

@@ -193,7 +193,7 @@ class BoundPolicy:
                 eps[r] > 0,
                 math.isinf(beta[r]),
                 beta[r] > _NO_SHIFT_BETA,
-                beta[r] <= REJECTION_MAX_BETA,
+                k[r] >= n and beta[r] <= REJECTION_MAX_BETA,  # a softmax that rejection sampling may draw
                 # no list, a short one, one the list path takes, one too long for it
                 0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2 if k[r] <= TOPK_LIST_MAX else 3,
             )

@@ -59,53 +59,62 @@ def sample_by_rejection(
     for a in range(0, m, step):
         b = min(m, a + step)
         replica = torch.arange(R, device=users.device).repeat_interleave(b - a)  # (R c,) each user's replica
-        rows = Proposals(users[:, a:b].flatten(0, 1), flat_creators, n, replica, beta, tau)
-        first = draws[:, a:b, :FIRST_ROUND].flatten(0, 1)  # (R c, FIRST_ROUND)
-        pick = rows.first_accepted(first, None)  # (R c,)
+        u = users[:, a:b].flatten(0, 1)  # (R c, d)
+        base = (replica * n).unsqueeze(1)  # (R c, 1) the row of the user's replica's creator 0
+        rb, rt = beta[replica], None if tau is None else tau[replica]  # (R c, 1)
+        proposals = draws[:, a:b].flatten(0, 1)  # (R c, PROPOSALS)
+        pick = _first_accepted(u, flat_creators, n, base, rb, rt, proposals[:, :FIRST_ROUND])  # (R c,)
         late = (pick < 0).nonzero().squeeze(1)  # (t,) users who rejected the first round
         if late.numel():
-            pick[late] = rows.first_accepted(draws[:, a:b, FIRST_ROUND:].flatten(0, 1)[late], late)
+            pick[late] = _first_accepted(
+                u[late],
+                flat_creators,
+                n,
+                base[late],
+                rb[late],
+                None if rt is None else rt[late],
+                proposals[late, FIRST_ROUND:],
+            )
         chosen[:, a:b] = pick.view(R, b - a)
     _fall_back(policy, users, creators, uniforms, chunk_rows, chosen)
     return chosen
 
 
-class Proposals:
-    """Scores proposals for a flat batch of users (``(t, d)`` vectors, each with its replica)."""
+def _first_accepted(
+    users: Tensor,
+    flat_creators: Tensor,
+    n: int,
+    base: Tensor,
+    beta: Tensor,
+    tau: Tensor | None,
+    draws: Tensor,
+) -> Tensor:
+    """The creator of each user's first accepted proposal, -1 if none.
 
-    def __init__(
-        self, users: Tensor, flat_creators: Tensor, n: int, replica: Tensor, beta: Tensor, tau: Tensor | None
-    ):
-        self.users, self.flat_creators, self.n = users, flat_creators, n
-        self.base = (replica * n).unsqueeze(1)  # (t, 1) row of the replica's creator 0 in flat_creators
-        self.beta = beta[replica]  # (t, 1)
-        self.tau = None if tau is None else tau[replica]  # (t, 1)
+    Args:
+        users: ``(t, d)`` unit vectors.
+        flat_creators: ``(R n, d)`` every replica's creators, replica ``r``'s from row ``r n``.
+        n: creators per replica.
+        base: ``(t, 1)`` the row of each user's replica's creator 0.
+        beta, tau: ``(t, 1)`` each user's policy (tau None: no threshold).
+        draws: ``(t, L)`` float64 uniforms: proposal ``floor(u n)``, acceptance uniform ``frac(u n)``.
 
-    def first_accepted(self, draws: Tensor, subset: Tensor | None) -> Tensor:
-        """The creator of each user's first accepted proposal, -1 if none.
-
-        Args:
-            draws: ``(t', L)`` float64 proposal uniforms: creator ``floor(u n)``, acceptance ``frac(u n)``.
-            subset: ``(t',)`` which of the users these are (None: all of them).
-
-        Returns:
-            ``(t',)`` int64 creator indices in ``[0, n)`` or -1.
-        """
-        pick = (lambda x: x) if subset is None else (lambda x: x[subset])  # noqa: E731
-        scaled = draws * self.n  # (t', L)
-        whole = scaled.floor()
-        accept_u = scaled.sub_(whole)  # (t', L) acceptance uniforms
-        idx = whole.long().clamp_max_(self.n - 1)  # (t', L) proposed creators
-        t, L = idx.shape
-        rows = (idx + pick(self.base)).flatten()  # (t' L,)
-        candidates = self.flat_creators.index_select(0, rows).view(t, L, -1)  # (t', L, d)
-        s = (candidates @ pick(self.users).unsqueeze(-1)).squeeze(-1)  # (t', L) cosines
-        accept = s.sub(1).mul_(pick(self.beta)).exp_()  # (t', L) exp(beta (s - 1)) in (0, 1]
-        if self.tau is not None:
-            accept.mul_(s >= pick(self.tau))  # ineligible creators are never accepted
-        ok = accept_u < accept.double()  # (t', L)
-        first = ok.to(torch.uint8).argmax(-1, keepdim=True)  # (t', 1) the first accepted (0 when none)
-        return torch.where(ok.any(-1), idx.gather(-1, first).squeeze(-1), -1)
+    Returns:
+        ``(t,)`` int64 creator indices in ``[0, n)`` or -1.
+    """
+    scaled = draws * n  # (t, L)
+    whole = scaled.floor()
+    accept_u = scaled.sub_(whole)  # (t, L) acceptance uniforms
+    idx = whole.long().clamp_max_(n - 1)  # (t, L) proposed creators
+    t, L = idx.shape
+    candidates = flat_creators.index_select(0, (idx + base).flatten()).view(t, L, -1)  # (t, L, d)
+    s = (candidates @ users.unsqueeze(-1)).squeeze(-1)  # (t, L) cosines
+    accept = s.sub(1).mul_(beta).exp_()  # (t, L) exp(beta (s - 1)) in (0, 1]
+    if tau is not None:
+        accept.mul_(s >= tau)  # ineligible creators are never accepted
+    ok = accept_u < accept.double()  # (t, L)
+    first = ok.to(torch.uint8).argmax(-1, keepdim=True)  # (t, 1) the first accepted (0 when none)
+    return torch.where(ok.any(-1), idx.gather(-1, first).squeeze(-1), -1)
 
 
 def _fall_back(
