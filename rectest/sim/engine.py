@@ -16,7 +16,7 @@ from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
 from rectest.sim.incentives import check_climbers, creator_gradient
 from rectest.sim.policies import BoundPolicy, Policy
-from rectest.sim.rejection import PROPOSALS, draw_proposals, sample_by_rejection
+from rectest.sim.rejection import PROPOSALS, draw_proposals, rejected_replicas, sample_by_rejection
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
 from rectest.sim.shards import UserShards
@@ -106,7 +106,9 @@ class Simulation:
         self.dynamics = dynamics.bind(R, state.d, device, dtype)
         check_climbers(policy, self.dynamics.rules)
         self.sampler = sampler
-        self.rejecting = self._rejecting_parts()  # (replicas, policy) drawn by rejection
+        self.rejecting = (
+            rejected_replicas(self.policy) if sampler == "rejection" else []
+        )  # (replicas, policy)
         self.all_rejecting = (
             sampler == "rejection" and self.policy.rejects
         )  # no replica needs full rows to draw
@@ -235,14 +237,6 @@ class Simulation:
             ]
         )  # (R, m)
         return every if self.shards is None else every[:, self.shards.start : self.shards.stop]
-
-    def _rejecting_parts(self) -> list[tuple[Tensor, BoundPolicy]]:
-        """The replicas drawn by rejection sampling, with their policy (none with the inverse-CDF sampler)."""
-        if self.sampler != "rejection":
-            return []
-        if self.policy.rejects:
-            return [(torch.arange(self.replicas, device=self.users.device), self.policy)]
-        return [(replicas, part) for replicas, part in self.policy.parts or [] if part.rejects]
 
     def _sample_by_rejection(self, view: tuple[Tensor, Tensor], uniforms: Tensor, chosen: Tensor) -> None:
         """Draw the rejection-sampled replicas' creators into ``chosen`` ``(R, m)`` (see rectest.sim.rejection),

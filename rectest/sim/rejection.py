@@ -28,6 +28,13 @@ FIRST_ROUND = 4  # proposals scored for every user; the rest only for users who 
 PROPOSAL_ELEMENTS = 1 << 22  # users per chunk: at most this many proposal coordinates at once
 
 
+def rejected_replicas(policy: BoundPolicy) -> list[tuple[Tensor, BoundPolicy]]:
+    """The replicas rejection sampling draws (with the sampler ``"rejection"``), each part with its policy."""
+    if policy.rejects:
+        return [(torch.arange(policy.beta.shape[0], device=policy.beta.device), policy)]
+    return [(replicas, part) for replicas, part in policy.parts or [] if part.rejects]
+
+
 def draw_proposals(generator: torch.Generator, out: Tensor) -> Tensor:
     """Fill ``out`` ``(users, PROPOSALS)`` float64 with uniforms in ``[0, 1)`` from one replica's generator."""
     return out.uniform_(generator=generator)

@@ -251,3 +251,19 @@ def test_the_entry_point_returns_the_objective(tmp_path):
     assert isinstance(value, float) and value == pytest.approx(sum(finals) / len(finals))
     cfg = compose_config(["+experiment=topk", "sim.steps=0", "trainer.max_epochs=1", "logger=none"])
     assert math.isnan(run_job(cfg, tmp_path / "trained"))  # nothing simulated
+
+
+def test_the_thread_choice_counts_rejection_sampled_replicas_on_logged_steps_only():
+    """Prepared.size, which picks the CPU threads: replicas drawn by rejection score full rows only on logged
+    steps; top-k replicas every step; with sim.sampler=inverse_cdf every replica every step."""
+    from rectest.pipeline.runner import Prepared
+
+    def size(*overrides: str) -> int:
+        spec = build_spec(compose_config(["sim.seeds=[0,1]", "sim.log_every=10", *overrides]))
+        sweep = expand(spec, n_creators=1000, d=8)
+        return Prepared(spec, None, m=500, n=1000, d=8, sweep=sweep, todo=None).size
+
+    rows = 500 * 1000
+    assert size("policy.k=[5,n]") == 2 * rows + 2 * rows // 10  # the k = n replicas are drawn by rejection
+    assert size("policy.k=[5,n]", "sim.sampler=inverse_cdf") == 4 * rows
+    assert size("policy.k=[5,n]", "policy.beta=10") == 4 * rows  # beta > 3: full rows
