@@ -21,6 +21,7 @@ from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
 from rectest.sim.shards import UserShards
 from rectest.sim.state import State
+from rectest.sim.toplists import initial_lists
 
 UD_MAX_USERS = 4096
 EXITS = "exits"  # history entry with churn: creators replaced (and as many entrants) before the step
@@ -116,6 +117,7 @@ class Simulation:
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
         self.ud_stride = math.ceil(state.m / ud_max_users)  # the sample is over all m users
+        self._lists: dict[int, Tensor] = {}  # top-k candidate lists per policy part (a cache: see _top_lists)
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
         self._records: list[dict[str, Tensor]] = []
@@ -303,10 +305,12 @@ class Simulation:
                     part,
                     pol_creators.index_select(0, replicas),
                     pol_creators_t.index_select(0, replicas),
+                    self._top_lists(part, len(replicas)),
                 )
                 for replicas, part in self.policy.parts
                 if not (part.rejects and self.sampler == "rejection")  # (drawn by rejection below)
             ]
+        lists = self._top_lists(self.policy, R)  # (R, m, L) or None
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
             if self.all_rejecting and not logged:
                 break  # every replica is drawn by rejection below
@@ -318,12 +322,13 @@ class Simulation:
                 )
                 continue
             if parts is not None:
-                self._sample_parts(parts, pol_users[:, a:b], uniforms[:, a:b], chosen[:, a:b])
+                self._sample_parts(parts, slice(a, b), pol_users[:, a:b], uniforms[:, a:b], chosen[:, a:b])
                 continue
             scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
             seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
             if self.policy.topk_only and not logged:
-                chosen[:, a:b] = self.policy.sample_top_k(seen, uniforms[:, a:b])  # (R, c) from the k-lists
+                chunk_lists = None if lists is None else lists[:, a:b]  # (R, c, L), refreshed in place
+                chosen[:, a:b] = self.policy.sample_top_k(seen, uniforms[:, a:b], chunk_lists)  # (R, c)
                 continue
             w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
             if self.all_rejecting:  # a logged step: the full rows give RD and RR, the draws come below
@@ -341,9 +346,20 @@ class Simulation:
         sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
         return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
 
+    def _top_lists(self, part: BoundPolicy, replicas: int) -> Tensor | None:
+        """``(R', m, L)`` the candidate lists of a top-k policy part that uses them (rectest.sim.toplists), made
+        at first use; None for other parts. The lists are a cache: draws do not depend on them."""
+        if part.list_length is None:
+            return None
+        if id(part) not in self._lists:
+            m = self.users.shape[1]
+            self._lists[id(part)] = initial_lists(replicas, m, part.list_length, self.users.device)
+        return self._lists[id(part)]
+
     def _sample_parts(
         self,
-        parts: list[tuple[Tensor, BoundPolicy, Tensor, Tensor]],
+        parts: list[tuple[Tensor, BoundPolicy, Tensor, Tensor, Tensor | None]],
+        rows: slice,
         users: Tensor,
         uniforms: Tensor,
         out: Tensor,
@@ -353,20 +369,22 @@ class Simulation:
         Each part scores only its own replicas; the draws are those of the general path up to float rounding.
 
         Args:
-            parts: ``(replicas, policy, creators (R', n, d), creators transposed (R', d, n))`` of each part
-                not drawn by rejection (the policy's view of the creators).
+            parts: ``(replicas, policy, creators (R', n, d), creators transposed (R', d, n), top-k lists
+                (R', m, L) or None)`` of each part not drawn by rejection (the policy's view of the creators).
+            rows: this chunk's users.
             users: ``(R, c, d)`` the policy's view of this chunk's users.
             uniforms: ``(R, c)`` this chunk's draws.
             out: ``(R, c)`` view that receives the choices.
         """
         finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)  # (R,)
-        for replicas, part, part_creators, part_t in parts:
+        for replicas, part, part_creators, part_t, lists in parts:
             part_users = users.index_select(0, replicas)  # (R', c, d)
             u = uniforms.index_select(0, replicas)  # (R', c)
             if part.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
                 w = torch.matmul(part_users * part.beta, part_t).exp_()  # (R', c, n)
             elif part.topk_only:
-                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_t, u))
+                chunk_lists = None if lists is None else lists[:, rows]  # (R', c, L), refreshed in place
+                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_t, u, chunk_lists))
                 continue
             else:
                 w = part.weights(part_users @ part_t, part_creators)  # (R', c, n)

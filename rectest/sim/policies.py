@@ -21,6 +21,7 @@ from torch import Tensor
 
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.sampling import sample_inverse_cdf
+from rectest.sim.toplists import list_length, top_entries
 
 # Up to this beta, exp(beta * s) for a cosine s lies in [e^-40, e^40]: no overflow or underflow in float32
 # (a row of 10^20 such weights still sums below the float32 maximum), so no row max is needed.
@@ -180,6 +181,8 @@ class BoundPolicy:
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
         # (lists up to TOPK_LIST_MAX: a sorted torch.topk of a longer list costs more than the full rows)
         self.topk_only = all(x < n for x in k) and untouched and max(k) <= TOPK_LIST_MAX
+        # ... from candidate lists carried across steps (rectest/sim/toplists.py) where they are short enough
+        self.list_length = list_length(self.kmax + 1, n) if self.topk_only else None
         # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
         # part by part, each part with its own fast path: a replica's draws never depend on its companions
         mmr = as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None]
@@ -216,6 +219,11 @@ class BoundPolicy:
                 return BoundPolicy(sub, len(rs), n, device, dtype)
 
             self.parts = [(torch.tensor(rs, device=device), part(rs)) for rs in kinds.values()]
+            # a part whose replicas are consecutive reads its rows as a view, without a copy
+            self._spans = [
+                slice(rs[0], rs[-1] + 1) if rs == list(range(rs[0], rs[-1] + 1)) else None
+                for rs in kinds.values()
+            ]
         # softmax with at most a threshold and a moderate beta, one kind: drawn by rejection when the engine's
         # sampler is "rejection" (exact; without scoring every creator)
         self.rejects = (
@@ -241,12 +249,15 @@ class BoundPolicy:
         """
         if self.parts is not None:  # each kind of policy on its own replicas
             w = torch.empty_like(scores)  # (R, c, n)
-            for replicas, part in self.parts:
-                w.index_copy_(
-                    0,
-                    replicas,
-                    part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas)),
-                )
+            for (replicas, part), span in zip(self.parts, self._spans, strict=True):
+                if span is not None:
+                    w[span] = part.weights(scores[span], creators[span])
+                else:
+                    w.index_copy_(
+                        0,
+                        replicas,
+                        part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas)),
+                    )
             return w
         keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
         w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
@@ -263,7 +274,7 @@ class BoundPolicy:
         w = self.weights(scores, creators)
         return w / w.sum(-1, keepdim=True)
 
-    def sample_top_k(self, scores: Tensor, uniforms: Tensor) -> Tensor:
+    def sample_top_k(self, scores: Tensor, uniforms: Tensor, lists: Tensor | None = None) -> Tensor:
         """Pure top-k sampling from the k-lists only (``topk_only`` policies): the same inverse-CDF draw as
         :meth:`weights` followed by ``sample_inverse_cdf`` (the list is put back in index order), up to
         float rounding, without an ``exp`` and a cumulative sum over all ``n`` creators.
@@ -275,12 +286,14 @@ class BoundPolicy:
         Args:
             scores: ``(R, c, n)`` the policy's scores.
             uniforms: ``(R, c)`` draws in ``[0, 1)``.
+            lists: ``(R, c, list_length)`` int32 candidate lists of these users, refreshed in place
+                (:func:`~rectest.sim.toplists.top_entries`; the draws do not depend on them), or None.
 
         Returns:
             ``(R, c)`` int64 creator indices.
         """
         kmax = self.kmax
-        vals, idx = scores.topk(kmax + 1, dim=-1)  # (R, c, kmax + 1), sorted descending
+        vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
         k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
         kth = vals.gather(-1, k - 1)  # (R, c, 1)
         tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible

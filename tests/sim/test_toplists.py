@@ -1,0 +1,81 @@
+"""Top-k candidate lists (rectest.sim.toplists): the exact top k from any list, stale or fresh, the scores left
+as they were, and the engine's trajectories equal to a full-row top-k's."""
+
+import pytest
+import torch
+
+from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere
+from rectest.sim.toplists import initial_lists, list_length, top_entries
+
+
+def same_top(vals: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor, k: int) -> None:
+    """``(vals, idx)`` is the top k of ``scores``: the same values in the same (descending) order, and the
+    indices point at those values (the scores have no ties, so the sets are equal too)."""
+    ref_vals, ref_idx = scores.topk(k, dim=-1)
+    assert torch.equal(vals, ref_vals)
+    assert torch.equal(idx.sort(-1).values, ref_idx.sort(-1).values)
+    assert torch.equal(scores.gather(-1, idx), vals)
+
+
+@pytest.mark.parametrize("k", [1, 5, 12])
+def test_any_list_gives_the_exact_top_k_and_the_failing_rows_are_rebuilt(gen, k):
+    R, c, n = 3, 40, 200
+    L = list_length(k, n)
+    assert L is not None and L >= k
+    scores = torch.randn(R, c, n, generator=gen)
+    before = scores.clone()
+    lists = initial_lists(R, c, L, scores.device)  # 0 .. L-1: wrong for almost every row
+    vals, idx = top_entries(scores, k, lists)
+    same_top(vals, idx, scores, k)
+    assert torch.equal(scores, before)  # the masked entries were restored bit for bit
+    initial = (lists == initial_lists(R, c, L, scores.device)).all(-1)  # (R, c): rows whose top k was inside
+    rebuilt = lists.long().sort(-1).values == scores.topk(L, -1).indices.sort(-1).values
+    assert initial.float().mean() < 0.5 and torch.equal(rebuilt.all(-1), ~initial)  # the others: their top L
+    # one step later most rows still hold their top k inside the list; the others are rebuilt
+    moved = scores + 0.05 * torch.randn(R, c, n, generator=gen)
+    vals, idx = top_entries(moved, k, lists)
+    same_top(vals, idx, moved, k)
+    # a list that is a permutation of every creator is never wrong; a shuffled stale list gives the same
+    shuffled = lists[..., torch.randperm(L, generator=gen)].contiguous()
+    vals2, idx2 = top_entries(moved, k, shuffled)
+    assert torch.equal(vals2, vals) and torch.equal(idx2.sort(-1).values, idx.sort(-1).values)
+
+
+def test_a_nan_row_is_rebuilt_from_its_full_row(gen):
+    scores = torch.randn(1, 4, 60, generator=gen)
+    scores[0, 2, 50] = float("nan")
+    lists = initial_lists(1, 4, list_length(2, 60), scores.device)
+    vals, _ = top_entries(scores, 2, lists)
+    assert torch.equal(vals[0, [0, 1, 3]], scores[0, [0, 1, 3]].topk(2, -1).values)
+    assert torch.isnan(vals[0, 2]).any()  # as torch.topk reports it: the engine's guards see it
+
+
+def test_lists_are_used_only_while_short():
+    assert list_length(11, 1682) == 22
+    assert list_length(2, 50) == 10  # at least LIST_SLACK more than wanted
+    assert list_length(101, 300) is None  # 202 > 300 / 3: a full-row topk costs no more
+
+
+@pytest.mark.parametrize("ks", [[1, 3, 5], [2, 7, 7, 300]])
+def test_trajectories_with_lists_equal_full_row_top_k(ks, monkeypatch):
+    """The lists change nothing but the cost: the same choices at every step, the same vectors after 40
+    steps, in a batch of top-k lists alone and in one mixed with untruncated replicas (float32, lists
+    rebuilt as the vectors move)."""
+    gen = torch.Generator().manual_seed(7)
+    state = State(random_sphere(1, 90, 6, gen), random_sphere(1, 300, 6, gen))
+    seeds = list(range(len(ks)))
+
+    def run(lists: bool) -> tuple[list[torch.Tensor], Simulation]:
+        if not lists:
+            monkeypatch.setattr(policies, "list_length", lambda k, n: None)
+        sim = Simulation(state, Policy(beta=2.0, k=ks), Dynamics(eta_u=0.2, eta_c=0.2), seeds=seeds, log_every=7)
+        monkeypatch.undo()
+        return [sim.step() for _ in range(40)], sim
+
+    with_lists, a = run(True)
+    without, b = run(False)
+    assert a._lists and not b._lists  # the lists were in use in one run only
+    for x, y in zip(with_lists, without, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
+    assert torch.equal(a.history["CD"], b.history["CD"])
