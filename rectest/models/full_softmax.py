@@ -11,11 +11,14 @@ per chunk in all.
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 CHUNK_ELEMENTS = 1 << 19  # scores per chunk (2 MiB in float32): a chunk's round trip stays in cache
+EXP_LIMIT = 80.0  # n exp(s) with s + log(n) below it stays under the float32 maximum (e^88.7), exp(-s) above zero
 
 
 def full_softmax_loss(
@@ -74,15 +77,20 @@ class _FullSoftmax(torch.autograd.Function):
         lse = users.new_empty(batch)  # (B,)
         g_users = torch.empty_like(users)  # (B, d) d loss / d users, for an incoming gradient of 1
         g_items = torch.zeros_like(items)  # (n, d)
+        # |score| <= max |u| max |v| / t: when n exp(bound) cannot overflow (cosine scores: bound 1 / t), the
+        # row maximum need not be subtracted (the positive keeps every row sum above exp(-bound) > 0)
+        bound = float(users.norm(dim=1).amax() * items.norm(dim=1).amax()) * scale if batch else 0.0
+        shift = bound + math.log(max(items.shape[0], 1)) > EXP_LIMIT
         for a, b in _chunks(batch, items.shape[0]):
             p = _scores(users, items_t, scale, a, b, rows, cols)  # (c, n), excluded items at -inf
-            top = p.amax(dim=1, keepdim=True)  # (c, 1)
-            p.sub_(top).exp_()  # exp(s - max); excluded: 0
+            if shift:
+                top = p.amax(dim=1, keepdim=True)  # (c, 1)
+                p.sub_(top)
+            p.exp_()  # exp(s - max) or exp(s); excluded: 0
             total = p.sum(dim=1, keepdim=True)  # (c, 1)
-            lse[a:b] = (top + total.log()).squeeze(1)
-            p.div_(total)  # softmax over the kept items
-            p[torch.arange(b - a, device=p.device), pos[a:b]] -= 1.0  # softmax - onehot
-            p.mul_(scale / batch)
+            lse[a:b] = (top + total.log() if shift else total.log()).squeeze(1)
+            p.mul_((scale / batch) / total)  # the softmax over the kept items, times d loss / d score
+            p[torch.arange(b - a, device=p.device), pos[a:b]] -= scale / batch  # (softmax - onehot) scale / B
             g_users[a:b] = p @ items  # (c, d)
             g_items.addmm_(p.t(), users[a:b])  # (n, d)
         target = (users * items.index_select(0, pos)).sum(-1) * scale  # (B,)

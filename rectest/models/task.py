@@ -214,10 +214,13 @@ class RecommenderTask(pl.LightningModule):
         item) pairs), a user's other training items are never its negatives (BPR drops those terms; the
         softmax losses mask them out of the denominator)."""
         user, pos, neg = batch["user"], batch["pos"], batch["neg"]
+        t = self.hparams.temperature
+        if self.loss_name == LOSS_FULL_SOFTMAX and hasattr(self.net, "score_factors"):
+            # fused with its matmul, chunked: no (B, n) scores, mask or log-softmax in memory
+            return full_softmax_loss(*self.net.score_factors(user), pos, t, batch.get("seen"))
         seen = None
         if "seen" in batch:  # (2, nnz) (row, item) pairs -> (B, n) bool
             seen = pairs_to_mask(batch["seen"], len(user), self.net.num_items)
-        t = self.hparams.temperature
         if self.loss_name == LOSS_BPR:
             pos_s = self.net(user, pos)  # (B,)
             neg_s = self.net(user, neg)  # (B, k)
@@ -226,9 +229,6 @@ class RecommenderTask(pl.LightningModule):
                 return terms.mean()
             keep = ~seen.gather(1, neg)  # (B, k) negatives that are not the user's items
             return (terms * keep).sum() / keep.sum().clamp_min(1)
-        if self.loss_name == LOSS_FULL_SOFTMAX and hasattr(self.net, "score_factors"):
-            # fused with its matmul, chunked: no (B, n) scores, mask or log-softmax in memory
-            return full_softmax_loss(*self.net.score_factors(user), pos, t, batch.get("seen"))
         if self.loss_name == LOSS_FULL_SOFTMAX:
             logits = self.net.score_all(user) / t  # (B, n), label = the positive
             if seen is not None:

@@ -142,9 +142,11 @@ def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
 
 
 @pytest.mark.parametrize("exclude", [False, True])
-def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, monkeypatch) -> None:
+@pytest.mark.parametrize("t", [0.2, 0.005])
+def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, t: float, monkeypatch) -> None:
     """Value and gradients of the chunked, fused loss against ``F.cross_entropy`` on the dense masked scores,
-    with chunks smaller than the batch, positives among the seen items or not."""
+    with chunks smaller than the batch, positives among the seen items or not; scores up to 1 / t = 5 (exp
+    without the row maximum) and 200 (beyond ``EXP_LIMIT``: the row maximum subtracted)."""
     import rectest.models.full_softmax as fused
 
     monkeypatch.setattr(fused, "CHUNK_ELEMENTS", 50)  # 1 row of 40 items per chunk: every boundary crossed
@@ -157,8 +159,8 @@ def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, mo
     pairs = torch.stack([torch.arange(B).repeat_interleave(h), seen_items.reshape(-1)]) if exclude else None
     u1, v1 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
     u2, v2 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
-    got = fused.full_softmax_loss(u1, v1, pos, 0.2, pairs)
-    logits = u2 @ v2.T / 0.2
+    got = fused.full_softmax_loss(u1, v1, pos, t, pairs)
+    logits = u2 @ v2.T / t
     if exclude:
         others = torch.zeros(B, n, dtype=torch.bool)
         others[pairs[0], pairs[1]] = True
