@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -31,6 +32,39 @@ EXITS = "exits"  # history entry with churn: creators replaced (and as many entr
 # experiment's batch at the ml-100k shape, 2 threads (fewer, larger chunks pay more per-op overhead).
 CPU_MAX_CHUNK_ELEMENTS = 1 << 21
 SAMPLERS = ("rejection", "inverse_cdf")
+
+
+@dataclass
+class _Part:
+    """One kind of policy in a step's batch: its replicas (None: all) and what its draws need."""
+
+    replicas: Tensor | None
+    span: slice | None  # the replicas as a slice when consecutive (views instead of copies)
+    policy: BoundPolicy
+    rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
+    lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
+    creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
+    creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
+    true_creators: Tensor | None = None  # (R', n, d) the true creators, on logged steps
+
+    def take(self, x: Tensor) -> Tensor:
+        """This part's rows of ``x`` (replicas first)."""
+        return x[self.span] if self.span is not None else x.index_select(0, self.replicas)
+
+    def put(self, out: Tensor, values: Tensor) -> None:
+        """Write this part's ``values`` into its rows of ``out``."""
+        if self.span is not None:
+            out[self.span] = values
+        else:
+            out.index_copy_(0, self.replicas, values)
+
+    def add(self, sums: Tensor, terms: tuple[Tensor, Tensor]) -> None:
+        """Add this part's ``(R',)`` RD and RR terms to ``sums`` ``(2, R)``."""
+        stacked = torch.stack(terms)  # (2, R')
+        if self.span is not None:
+            sums[:, self.span] += stacked
+        else:
+            sums.index_add_(1, self.replicas, stacked)
 
 
 class Simulation:
@@ -110,9 +144,6 @@ class Simulation:
         self.rejecting = (
             rejected_replicas(self.policy) if sampler == "rejection" else []
         )  # (replicas, policy)
-        self.all_rejecting = (
-            sampler == "rejection" and self.policy.rejects
-        )  # no replica needs full rows to draw
         self.seeds = seeds
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
@@ -292,59 +323,44 @@ class Simulation:
         oracle = pol_users is self.users
         uniforms = self.draw_uniforms()  # (R, m): replica r's draws come from its own generator only
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
-        rd = torch.zeros(R, dtype=self.users.dtype, device=self.users.device)
-        rr = torch.zeros_like(rd)
+        sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
         # (R, d, n) contiguous: a batched matmul with a transposed view is up to 2x slower on CPU
         creators_t = self.creators.transpose(1, 2).contiguous()
         pol_creators_t = creators_t if oracle else pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
-        parts = None
-        if self.policy.parts is not None and not logged:  # each part's creators, gathered once a step
-            parts = [
-                (
-                    replicas,
-                    part,
-                    pol_creators.index_select(0, replicas),
-                    pol_creators_t.index_select(0, replicas),
-                    self._top_lists(part, len(replicas)),
-                )
-                for replicas, part in self.policy.parts
-                if not (part.rejects and self.sampler == "rejection")  # (drawn by rejection below)
-            ]
-        lists = self._top_lists(self.policy, R)  # (R, m, L) or None
-        for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])):
-            if self.all_rejecting and not logged:
-                break  # every replica is drawn by rejection below
-            if self.policy.plain_softmax and not logged:  # exp(beta s): beta folded into the matmul
-                w = torch.matmul(pol_users[:, a:b] * self.policy.beta, pol_creators_t).exp_()  # (R, c, n)
-                chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])
-                self._guard(
-                    torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights"
-                )
-                continue
-            if parts is not None:
-                self._sample_parts(parts, slice(a, b), pol_users[:, a:b], uniforms[:, a:b], chosen[:, a:b])
-                continue
-            scores = self.users[:, a:b] @ creators_t  # (R, c, n) true s_ij
-            seen = scores if oracle else pol_users[:, a:b] @ pol_creators_t  # (R, c, n)
-            if self.policy.topk_only and not logged:
-                chunk_lists = None if lists is None else lists[:, a:b]  # (R, c, L), refreshed in place
-                chosen[:, a:b] = self.policy.sample_top_k(seen, uniforms[:, a:b], chunk_lists)  # (R, c)
-                continue
-            w = self.policy.weights(seen, pol_creators)  # (R, c, n) unnormalised
-            if self.all_rejecting:  # a logged step: the full rows give RD and RR, the draws come below
-                total = w.sum(-1, keepdim=True)  # (R, c, 1)
-            else:
-                chosen[:, a:b], total = sample_inverse_cdf(w, uniforms[:, a:b])  # total: (R, c, 1)
-            self._guard(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)), "recommendation weights")
-            if logged:
-                rd_c, rr_c = M.recommendation_sums(w, scores, self.creators, total)
-                rd += rd_c
-                rr += rr_c
+        parts = self._parts(pol_creators, pol_creators_t, logged)
+        for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])) if parts else []:
+            scores = self.users[:, a:b] @ creators_t if logged else None  # (R, c, n) true s_ij, for RR
+            seen = scores if oracle else None  # the policy's scores when they are the true ones
+            rows = slice(a, b)
+            self._sample_parts(
+                parts, rows, pol_users[:, rows], uniforms[:, rows], chosen[:, rows], seen, scores, sums
+            )
         self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
-        if self.shards is None or not logged:
-            return chosen, rd / m, rr / m
-        sums = self.shards.reduce(torch.stack([rd, rr]).double())  # (2, R) per-user sums over all ranks
-        return chosen, (sums[0] / self.shards.total).to(rd.dtype), (sums[1] / self.shards.total).to(rr.dtype)
+        if self.shards is not None and logged:  # per-user sums over all ranks
+            sums = self.shards.reduce(sums.double()).to(sums.dtype)
+        users = self.shards.total if self.shards is not None else m
+        return chosen, sums[0] / users, sums[1] / users
+
+    def _parts(self, pol_creators: Tensor, pol_creators_t: Tensor, logged: bool) -> list[_Part]:
+        """The policy's parts this step scores full rows for (the whole batch is one part when it has one kind
+        of policy): on unlogged steps, those not drawn by rejection."""
+        if self.policy.parts is None:
+            split = [(None, slice(None), self.policy)]
+        else:
+            split = [
+                (rs, span, part)
+                for (rs, part), span in zip(self.policy.parts, self.policy.spans, strict=True)
+            ]
+        out = []
+        for replicas, span, part in split:
+            rejected = part.rejects and self.sampler == "rejection"  # drawn by rejection after the chunks
+            if rejected and not logged:
+                continue
+            p = _Part(replicas, span, part, rejected, lists=self._top_lists(part, part.replicas))
+            p.creators, p.creators_t = p.take(pol_creators), p.take(pol_creators_t)
+            p.true_creators = p.take(self.creators) if logged else None
+            out.append(p)
+        return out
 
     def _top_lists(self, part: BoundPolicy, replicas: int) -> Tensor | None:
         """``(R', m, L)`` the candidate lists of a top-k policy part that uses them (rectest.sim.toplists), made
@@ -358,39 +374,61 @@ class Simulation:
 
     def _sample_parts(
         self,
-        parts: list[tuple[Tensor, BoundPolicy, Tensor, Tensor, Tensor | None]],
+        parts: list[_Part],
         rows: slice,
         users: Tensor,
         uniforms: Tensor,
         out: Tensor,
+        seen: Tensor | None,
+        scores: Tensor | None,
+        sums: Tensor,
     ) -> None:
-        """A batch that mixes kinds of policy, part by part, each with its own fast path: short top-k lists
-        from their lists, plain softmax with beta folded into the score matmul, the rest from full rows.
-        Each part scores only its own replicas; the draws are those of the general path up to float rounding.
+        """One chunk of users, part by part, each with its own fast path: top-k from the k-lists, plain softmax
+        with beta folded into the score matmul, the rest from full rows. Each part scores only its own
+        replicas; the draws are those of the general path up to float rounding.
 
         Args:
-            parts: ``(replicas, policy, creators (R', n, d), creators transposed (R', d, n), top-k lists
-                (R', m, L) or None)`` of each part not drawn by rejection (the policy's view of the creators).
+            parts: the parts to draw (:meth:`_parts`).
             rows: this chunk's users.
-            users: ``(R, c, d)`` the policy's view of this chunk's users.
+            users: ``(R, c, d')`` the policy's view of this chunk's users.
             uniforms: ``(R, c)`` this chunk's draws.
             out: ``(R, c)`` view that receives the choices.
+            seen: ``(R, c, n)`` the policy's scores if already computed, or None.
+            scores: ``(R, c, n)`` true scores on logged steps (None: unlogged).
+            sums: ``(2, R)`` receives RD's and RR's per-user terms (logged steps).
         """
+        logged = scores is not None
         finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)  # (R,)
-        for replicas, part, part_creators, part_t, lists in parts:
-            part_users = users.index_select(0, replicas)  # (R', c, d)
-            u = uniforms.index_select(0, replicas)  # (R', c)
-            if part.plain_softmax:  # exp(beta s) with beta folded into the matmul, as for a whole batch
-                w = torch.matmul(part_users * part.beta, part_t).exp_()  # (R', c, n)
-            elif part.topk_only:
-                chunk_lists = None if lists is None else lists[:, rows]  # (R', c, L), refreshed in place
-                out.index_copy_(0, replicas, part.sample_top_k(part_users @ part_t, u, chunk_lists))
+        for p in parts:
+            u = p.take(uniforms)  # (R', c)
+            if p.policy.plain_softmax and not logged:  # exp(beta s) with beta folded into the matmul
+                w = torch.matmul(p.take(users) * p.policy.beta, p.creators_t).exp_()  # (R', c, n)
+                picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
+                p.put(out, picked)
+                p.put(finite, torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)))
                 continue
+            part_seen = p.take(seen) if seen is not None else p.take(users) @ p.creators_t  # (R', c, n)
+            if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
+                draw = p.policy.draw_top_k(part_seen, u, None if p.lists is None else p.lists[:, rows])
+                p.put(out, draw.chosen)
+                if logged:
+                    dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
+                    p.add(
+                        sums,
+                        M.sparse_recommendation_sums(
+                            draw.weights, draw.creators, draw.total, p.take(scores), p.true_creators, dense
+                        ),
+                    )
+                continue
+            w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
+            if p.rejected:  # a logged step: the full rows give RD and RR, the draws come by rejection
+                total = w.sum(-1, keepdim=True)  # (R', c, 1)
             else:
-                w = part.weights(part_users @ part_t, part_creators)  # (R', c, n)
-            picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
-            out.index_copy_(0, replicas, picked)
-            finite[replicas] = torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))
+                picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
+                p.put(out, picked)
+            p.put(finite, torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)))
+            if logged:
+                p.add(sums, M.recommendation_sums(w, p.take(scores), p.true_creators, total))
         self._guard(finite, "recommendation weights")
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:

@@ -22,6 +22,7 @@ CLUSTER_COSINE = 1 - 1e-3
 # later sweeps skip the Gram matrix: 32 replicas of ml-100k's 1,682 creators take 90 MB
 LINK_CACHE_BYTES = 1 << 28
 DEFAULT_CHUNK = 8192
+GATHER_ELEMENTS = 1 << 21  # sparse_recommendation_sums gathers at most this many creator coordinates at once
 
 
 def _row_chunks(rows: int, chunk: int) -> Iterator[tuple[int, int]]:
@@ -131,6 +132,50 @@ def creator_diversity(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
 def user_diversity(u: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
     """UD: CD's formula over users ``u`` ``(R, m, d)``; returns ``(R,)``."""
     return pairwise_diversity_and_polarization(u, chunk)[0]
+
+
+def sparse_recommendation_sums(
+    weights: Tensor,
+    idx: Tensor,
+    total: Tensor,
+    scores: Tensor,
+    creators: Tensor,
+    dense: tuple[Tensor, Tensor, Tensor] | None = None,
+) -> tuple[Tensor, Tensor]:
+    """:func:`recommendation_sums` for distributions on a few creators per user (top-k lists), without
+    the ``(R, c, n)`` rows.
+
+    Args:
+        weights: ``(R, c, k)`` unnormalised weights of the creators ``idx``.
+        idx: ``(R, c, k)`` int64 creator indices.
+        total: ``(R, c, 1)`` the row sums of ``weights``.
+        scores: ``(R, c, n)`` true scores ``s_ij``.
+        creators: ``(R, n, d)`` unit creator vectors.
+        dense: ``(replicas (t,), users (t,), full-row weights (t, n))`` users whose distribution is a full
+            row instead (their ``weights`` are ignored), or None.
+
+    Returns:
+        ``(R,)`` RD's and ``(R,)`` RR's per-user terms summed over the chunk, as :func:`recommendation_sums`.
+    """
+    R, c, k = idx.shape
+    n, d = creators.shape[1], creators.shape[2]
+    flat = creators.reshape(R * n, d)
+    offset = torch.arange(R, device=idx.device).view(R, 1, 1) * n
+    rd_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
+    step = max(1, GATHER_ELEMENTS // max(1, R * k * d))  # users whose (R, step, k, d) vectors are gathered
+    for a in range(0, c, step):
+        b = min(a + step, c)
+        vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)
+        vbar = torch.matmul(weights[:, a:b].unsqueeze(-2), vecs).squeeze(-2) / total[:, a:b]  # (R, c', d)
+        rd_rows[:, a:b] = (1 - (vbar * vbar).sum(-1)).clamp_min(0)
+    rel_rows = torch.linalg.vecdot(weights, scores.gather(-1, idx)) / total.squeeze(-1)  # (R, c)
+    if dense is not None:
+        r, u, w = dense  # (t,), (t,), (t, n)
+        w_total = w.sum(-1, keepdim=True)  # (t, 1)
+        vbar = torch.bmm(w.unsqueeze(1), creators.index_select(0, r)).squeeze(1) / w_total  # (t, d)
+        rd_rows[r, u] = (1 - (vbar * vbar).sum(-1)).clamp_min(0)
+        rel_rows[r, u] = torch.linalg.vecdot(w, scores[r, u]) / w_total.squeeze(-1)
+    return rd_rows.sum(-1), rel_rows.sum(-1)
 
 
 def tendency_to_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:

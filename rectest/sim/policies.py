@@ -132,6 +132,28 @@ def _pairs(a: list, b: list) -> list[tuple]:
     return list(zip(a * (size // len(a)), b * (size // len(b)), strict=True))
 
 
+@dataclass
+class TopkDraw:
+    """One step's top-k draws for a chunk of users, and the distributions they came from.
+
+    Attributes:
+        chosen: ``(R, c)`` int64 creators drawn.
+        weights: ``(R, c, kmax)`` unnormalised weights of ``creators`` (zero past a replica's ``k``).
+        creators: ``(R, c, kmax)`` int64 the best ``kmax`` creators of each user, in index order.
+        total: ``(R, c, 1)`` the row sums of ``weights``.
+        tied: ``(rows, cols)`` the users whose k-th score ties with the next one (more than ``k`` eligible;
+            their draw and distribution are the full row's), or None.
+        tied_weights: ``(t, n)`` those users' full-row weights, or None.
+    """
+
+    chosen: Tensor
+    weights: Tensor
+    creators: Tensor
+    total: Tensor
+    tied: tuple[Tensor, Tensor] | None = None
+    tied_weights: Tensor | None = None
+
+
 class BoundPolicy:
     """A policy with its parameters as ``(R, 1, 1)`` tensors; computes weights for chunks of users."""
 
@@ -148,6 +170,7 @@ class BoundPolicy:
         eps = values(policy.eps, "eps", 0.0)
         rho = values(policy.rho, "rho", 0.0)
         self.n = n
+        self.replicas = replicas
         self.inf = torch.tensor([math.isinf(b) for b in beta], device=device).view(-1, 1, 1)  # (R,1,1)
         self.any_inf = any(math.isinf(b) for b in beta)
         self.beta = column([0.0 if math.isinf(b) else b for b in beta], device, dtype)  # (R,1,1)
@@ -202,6 +225,7 @@ class BoundPolicy:
             )
             kinds.setdefault(kind, []).append(r)
         self.parts: list[tuple[Tensor, BoundPolicy]] | None = None
+        self.spans: list[slice | None] = []  # per part: its replicas as a slice when they are consecutive
         if len(kinds) > 1 and not self.topk_only:  # (pure top-k lists share one list path)
             self.plain_softmax = False
 
@@ -220,7 +244,7 @@ class BoundPolicy:
 
             self.parts = [(torch.tensor(rs, device=device), part(rs)) for rs in kinds.values()]
             # a part whose replicas are consecutive reads its rows as a view, without a copy
-            self._spans = [
+            self.spans = [
                 slice(rs[0], rs[-1] + 1) if rs == list(range(rs[0], rs[-1] + 1)) else None
                 for rs in kinds.values()
             ]
@@ -249,7 +273,7 @@ class BoundPolicy:
         """
         if self.parts is not None:  # each kind of policy on its own replicas
             w = torch.empty_like(scores)  # (R, c, n)
-            for (replicas, part), span in zip(self.parts, self._spans, strict=True):
+            for (replicas, part), span in zip(self.parts, self.spans, strict=True):
                 if span is not None:
                     w[span] = part.weights(scores[span], creators[span])
                 else:
@@ -275,6 +299,10 @@ class BoundPolicy:
         return w / w.sum(-1, keepdim=True)
 
     def sample_top_k(self, scores: Tensor, uniforms: Tensor, lists: Tensor | None = None) -> Tensor:
+        """``(R, c)`` int64 creators drawn from the k-lists only: :meth:`draw_top_k`'s choices."""
+        return self.draw_top_k(scores, uniforms, lists).chosen
+
+    def draw_top_k(self, scores: Tensor, uniforms: Tensor, lists: Tensor | None = None) -> TopkDraw:
         """Pure top-k sampling from the k-lists only (``topk_only`` policies): the same inverse-CDF draw as
         :meth:`weights` followed by ``sample_inverse_cdf`` (the list is put back in index order), up to
         float rounding, without an ``exp`` and a cumulative sum over all ``n`` creators.
@@ -290,7 +318,7 @@ class BoundPolicy:
                 (:func:`~rectest.sim.toplists.top_entries`; the draws do not depend on them), or None.
 
         Returns:
-            ``(R, c)`` int64 creator indices.
+            The choices and the distribution they were drawn from (:class:`TopkDraw`).
         """
         kmax = self.kmax
         vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
@@ -300,16 +328,20 @@ class BoundPolicy:
         rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
         w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
         idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
-        cdf = w.gather(-1, order).cumsum(-1)  # (R, c, kmax)
-        target = uniforms.to(cdf.dtype).unsqueeze(-1) * cdf[..., -1:]  # (R, c, 1)
+        w = w.gather(-1, order)  # (R, c, kmax) the weights of idx
+        cdf = w.cumsum(-1)  # (R, c, kmax)
+        total = cdf[..., -1:]  # (R, c, 1)
+        target = uniforms.to(cdf.dtype).unsqueeze(-1) * total  # (R, c, 1)
         pos = torch.searchsorted(cdf, target, right=True).clamp_max_(kmax - 1)  # (R, c, 1)
         chosen = idx.gather(-1, pos).squeeze(-1)  # (R, c)
+        draw = TopkDraw(chosen, w, idx, total)
         if bool(tied.any()):
             r, c = tied.nonzero(as_tuple=True)  # (t,), (t,)
             rows = scores[r, c]  # (t, n)
             full = torch.mul(rows, self.beta[r, 0]).exp_().mul_(_at_least(rows, kth[r, c]))  # as in weights()
             chosen[r, c] = sample_inverse_cdf(full, uniforms[r, c])[0]
-        return chosen
+            draw.tied, draw.tied_weights = (r, c), full
+        return draw
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -156,3 +156,25 @@ def test_creator_pair_measures_equal_the_separate_measures_sparse_and_dense():
             assert torch.allclose(cd, ref_cd) and torch.allclose(tp, ref_tp)
             assert torch.equal(clusters, count_clusters(v, chunk=chunk))
     assert creator_pair_measures(mixed)[2].tolist() == [141, 141, 141]
+
+
+def test_sparse_recommendation_sums_equal_the_dense_rows(gen):
+    """RD and RR from a top-k draw's lists (the engine's logged top-k steps) equal the sums over the dense
+    rows of the same policy, a user with tied k-th scores (its full row) included; RR uses the true scores,
+    not the policy's."""
+    from rectest.sim.measures import recommendation_sums, sparse_recommendation_sums
+
+    R, c, n, d = 2, 9, 40, 5
+    creators = random_sphere(R, n, d, gen, dtype=torch.float64)
+    seen = torch.rand(R, c, n, generator=gen, dtype=torch.float64) * 2 - 1  # the policy's scores
+    seen[0, 4, :5] = 0.999  # five creators tie at user 4's top: all eligible under k = 3
+    true = torch.rand(R, c, n, generator=gen, dtype=torch.float64) * 2 - 1
+    policy = Policy(beta=[1.5, 0.5], k=[3, 7]).bind(R, n, torch.device("cpu"), torch.float64)
+    draw = policy.draw_top_k(seen, torch.rand(R, c, generator=gen, dtype=torch.float64))
+    assert draw.tied is not None and draw.tied[1].tolist() == [4]
+    dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
+    got = sparse_recommendation_sums(draw.weights, draw.creators, draw.total, true, creators, dense)
+    w = policy.weights(seen, creators)
+    want = recommendation_sums(w, true, creators, w.sum(-1, keepdim=True))
+    for a, b in zip(got, want, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
