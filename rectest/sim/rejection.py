@@ -8,6 +8,10 @@ as the general path draws (this also covers a user with no eligible creator, who
 branches draw from the policy's distribution, so the sampler is exact, not an approximation
 (``tests/sim/test_rejection.py`` checks it against the dense probabilities).
 
+Uniform traffic (``eps``) is a mixture: the step's own uniform ``u`` (the one the full-row draw would invert)
+gives a user a uniformly random creator ``floor(u / eps n)`` when ``u < eps``, and otherwise the softmax draw
+above (a fallback inverts ``(u - eps) / (1 - eps)``, again uniform): exactly ``(1 - eps) p + eps / n``.
+
 Expected cost per user: ``1 / a`` proposals of ``d`` flops, with ``a`` the mean of ``exp(beta (s - 1))`` over
 the creators (about ``e^-1`` for ``beta = 1``), against ``n d`` flops and ``n`` exps for the full row. The
 randomness is fixed per step: one float64 uniform ``u`` per proposal gives the creator ``floor(u n)`` and the
@@ -16,6 +20,8 @@ do not depend on its companions, the chunking, the sharding or how many proposal
 """
 
 from __future__ import annotations
+
+import copy
 
 import torch
 from torch import Tensor
@@ -46,7 +52,8 @@ def sample_by_rejection(
     """One creator per user, drawn exactly from the policy's distribution (``policy.rejects`` must hold).
 
     Args:
-        policy: a softmax policy with at most a threshold, ``beta <= REJECTION_MAX_BETA``, ``R`` replicas.
+        policy: a softmax policy with at most a threshold and uniform traffic, ``beta <= REJECTION_MAX_BETA``,
+            ``R`` replicas.
         users: ``(R, m, d)`` the policy's view of the users (unit vectors).
         creators: ``(R, n, d)`` the policy's view of the creators (unit vectors).
         draws: ``(R, m, PROPOSALS)`` float64 proposal uniforms (:func:`draw_proposals`).
@@ -83,6 +90,14 @@ def sample_by_rejection(
                 proposals[late, FIRST_ROUND:],
             )
         chosen[:, a:b] = pick.view(R, b - a)
+    if policy.eps is not None:  # uniform traffic: u < eps gives a uniform creator, the rest the softmax draw
+        eps = policy.eps.view(R, 1)  # (R, 1)
+        mixed = uniforms < eps  # (R, m)
+        spread = (uniforms / eps * n).floor_().long().clamp_(0, n - 1)  # (R, m) uniform on [0, n)
+        chosen = torch.where(mixed, spread, chosen)
+        uniforms = torch.where(mixed, 0, (uniforms - eps) / (1 - eps)).clamp_(0, 1)  # uniform given u >= eps
+        policy = copy.copy(policy)
+        policy.eps = None  # the fallback draws from the softmax part alone
     _fall_back(policy, users, creators, uniforms, chunk_rows, chosen)
     return chosen
 

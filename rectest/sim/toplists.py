@@ -7,8 +7,10 @@ a user at step ``t + 1`` almost always lies in a slightly longer list of that us
 
 1. gather the list's scores and take their top ``k`` (a short ``topk``);
 2. the largest score *outside* the list (the list's entries masked, one ``amax`` over the row);
-3. the list's ``k``-th score strictly above every outside score: the full row's top ``k`` is the list's
-   (same creators, same float scores: the draws that follow are those of a full-row ``topk``);
+3. the list's ``k``-th score at least every outside score: the full row's top ``k`` values are the list's
+   (same float scores, and the same creators wherever a score is above the ``k``-th: an outside creator can
+   only tie with the last one, which the draws that follow treat as a tie of the full row; they are those of a
+   full-row ``topk``);
 4. otherwise (a creator from outside could enter) the user's list is rebuilt from its full row.
 
 No drift bound is assumed: the check uses the current scores, so any list (stale, or the initial
@@ -44,8 +46,8 @@ def initial_lists(replicas: int, users: int, length: int, device: torch.device) 
 def top_entries(scores: Tensor, k: int, lists: Tensor | None) -> tuple[Tensor, Tensor]:
     """The ``k`` largest scores of each row and their indices, sorted descending: ``scores.topk(k)``.
 
-    The set of the top ``k`` and their float values are those of ``scores.topk(k, -1)`` (only the order of
-    equal scores may differ).
+    The float values are those of ``scores.topk(k, -1)``, and so are the creators above the ``k``-th value
+    (creators with equal scores may be exchanged, as ``torch.topk`` may exchange them).
 
     Args:
         scores: ``(R, c, n)`` scores; restored bit for bit before returning.
@@ -65,7 +67,7 @@ def top_entries(scores: Tensor, k: int, lists: Tensor | None) -> tuple[Tensor, T
     outside = scores.amax(-1)  # (R, c)  ... the best creator outside it
     scores.scatter_(-1, idx, cand)  # (restored)
     top = idx.gather(-1, pos)  # (R, c, k)
-    stale = ~(vals[..., -1] > outside)  # (R, c)  3. an outside creator could enter the top k (or NaN)
+    stale = ~(vals[..., -1] >= outside)  # (R, c)  3. an outside creator could enter the top k (or NaN)
     if bool(stale.any()):  # 4. those users' lists rebuilt from their full rows
         r, c = stale.nonzero(as_tuple=True)  # (s,), (s,)
         fresh_vals, fresh = scores[r, c].topk(lists.shape[-1], dim=-1)  # (s, L)

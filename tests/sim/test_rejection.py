@@ -48,6 +48,8 @@ def draw_counts(policy: Policy, users, creators, trials: int, gen) -> torch.Tens
     [
         {"beta": [0.0, 1.0, REJECTION_MAX_BETA]},  # uniform, the paper's beta, the largest rejected beta
         {"beta": 2.0, "tau": [0.2, 0.95]},  # a threshold; 0.95 leaves most users nothing: uniform fallback
+        {"beta": [1.0, 3.0], "eps": [0.3, 1.0]},  # uniform traffic: the mixture, and nothing but uniform
+        {"beta": 2.0, "tau": [0.6, 0.95], "eps": 0.2},  # uniform traffic over a threshold and its fallback
     ],
 )
 def test_rejection_draws_follow_the_dense_probabilities(params):

@@ -68,7 +68,9 @@ def test_trajectories_with_lists_equal_full_row_top_k(ks, monkeypatch):
     def run(lists: bool) -> tuple[list[torch.Tensor], Simulation]:
         if not lists:
             monkeypatch.setattr(policies, "list_length", lambda k, n: None)
-        sim = Simulation(state, Policy(beta=2.0, k=ks), Dynamics(eta_u=0.2, eta_c=0.2), seeds=seeds, log_every=7)
+        sim = Simulation(
+            state, Policy(beta=2.0, k=ks), Dynamics(eta_u=0.2, eta_c=0.2), seeds=seeds, log_every=7
+        )
         monkeypatch.undo()
         return [sim.step() for _ in range(40)], sim
 
@@ -79,3 +81,21 @@ def test_trajectories_with_lists_equal_full_row_top_k(ks, monkeypatch):
         assert torch.equal(x, y)
     assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
     assert torch.equal(a.history["CD"], b.history["CD"])
+
+
+def test_an_outside_creator_tied_with_the_last_entry_keeps_the_list(gen):
+    """The list's k-th score may equal an outside score: the top-k values are still the full row's, so the
+    list stands (collapsed clusters of creators tie bit for bit in long real-data runs)."""
+    n, k = 60, 3
+    L = list_length(k, n)
+    scores = torch.rand(1, 1, n, generator=gen) * 0.5  # below every list entry
+    scores[0, 0, :k] = torch.tensor([0.9, 0.8, 0.7])
+    scores[0, 0, k:L] = 0.6
+    scores[0, 0, 50] = 0.7  # outside the list, tied with its k-th entry
+    lists = initial_lists(1, 1, L, scores.device)
+    vals, idx = top_entries(scores, k, lists)
+    assert torch.equal(vals, scores.topk(k, -1).values)
+    assert torch.equal(lists, initial_lists(1, 1, L, scores.device))  # not rebuilt
+    scores[0, 0, 50] = 0.75  # now above it: the list must go
+    vals, _ = top_entries(scores, k, lists)
+    assert torch.equal(vals, scores.topk(k, -1).values) and 50 in lists[0, 0].tolist()
