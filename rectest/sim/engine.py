@@ -336,10 +336,10 @@ class Simulation:
                 parts, rows, pol_users[:, rows], uniforms[:, rows], chosen[:, rows], seen, scores, sums
             )
         self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
-        if self.shards is not None and logged:  # per-user sums over all ranks
-            sums = self.shards.reduce(sums.double()).to(sums.dtype)
-        users = self.shards.total if self.shards is not None else m
-        return chosen, sums[0] / users, sums[1] / users
+        if self.shards is None or not logged:
+            return chosen, sums[0] / m, sums[1] / m
+        sums = self.shards.reduce(sums.double()) / self.shards.total  # (2, R) per-user sums over all ranks
+        return chosen, sums[0].to(self.users.dtype), sums[1].to(self.users.dtype)
 
     def _parts(self, pol_creators: Tensor, pol_creators_t: Tensor, logged: bool) -> list[_Part]:
         """The policy's parts this step scores full rows for (the whole batch is one part when it has one kind
