@@ -4,8 +4,9 @@
    row with ``torch.multinomial``, inverse CDF (``cumsum`` + ``searchsorted``, what the engine uses) and
    Gumbel-max, on row shapes the engine meets.
 2. The paper's synthetic top-k sweep (d=10, n=50, m=100, eta_u=eta_c=0.1; k in {1, 5, 10, 50} x beta in
-   {0, 1, 3} x 8 seeds = 96 replicas, T=1000) as ONE batched run, against a per-user Python loop (one
-   replica, one user at a time) on the same machine in the same script. The loop is timed on a few steps
+   {0, 1, 3} x 8 seeds = 96 replicas, T=1000) as ONE batched run, against per-user loops (one replica, one
+   user at a time) on the same machine in the same script: one with torch ops per user, and the numpy script a
+   researcher writes (``argpartition``, ``rng.choice``): the anchor. The loop is timed on a few steps
    and extrapolated per step (said so in the table).
 
 Other jobs may share the cores: absolute numbers are noisy, the ratios measured side by side matter.
@@ -19,6 +20,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -119,6 +121,32 @@ def loop_step(users: torch.Tensor, creators: torch.Tensor, beta: float, k: int, 
     users.copy_(new_users)
 
 
+def numpy_loop_step(
+    users: np.ndarray, creators: np.ndarray, beta: float, k: int, rng: np.random.Generator
+) -> None:
+    """The same step as a numpy research script writes it (in place): one Python iteration per user and per
+    creator, ``argpartition`` for the top k, ``rng.choice`` for the draw."""
+    m, n = users.shape[0], creators.shape[0]
+    new_users = users.copy()
+    pull = np.zeros_like(creators)
+    count = np.zeros(n, dtype=np.int64)
+    for j in range(m):
+        s = creators @ users[j]
+        idx = np.argpartition(-s, k - 1)[:k] if k < n else np.arange(n)
+        w = np.exp(beta * (s[idx] - s[idx].max()))
+        i = idx[rng.choice(len(idx), p=w / w.sum())]
+        sign = np.sign(s[i])
+        v = users[j] + 0.1 * sign * creators[i]
+        new_users[j] = v / np.linalg.norm(v)
+        pull[i] += sign * users[j]
+        count[i] += 1
+    for i in range(n):
+        if count[i]:
+            v = creators[i] + 0.1 * pull[i] / count[i]
+            creators[i] = v / np.linalg.norm(v)
+    users[:] = new_users
+
+
 def sweep(steps: int, loop_steps: int) -> None:
     grid = [(k, beta) for k in KS for beta in BETAS for _ in range(SEEDS)]
     R = len(grid)
@@ -126,8 +154,11 @@ def sweep(steps: int, loop_steps: int) -> None:
     state = State(random_sphere(R, M, D, g), random_sphere(R, N, D, g))
     policy = Policy(beta=[b for _, b in grid], k=[k for k, _ in grid])
     print(f"## Top-k sweep: {R} replicas (k x beta x seeds), T={steps}, d={D}, n={N}, m={M}\n")
-    print("| threads | batched run | batched s/step | loop s/step (extrapolated) | speed-up |")
-    print("|---|---|---|---|---|")
+    print(
+        "| threads | batched run | batched s/step | torch loop s/step | speed-up | numpy loop s/step | speed-up |"
+    )
+    print("|---|---|---|---|---|---|---|")
+    rng = np.random.default_rng(0)
     default_threads = torch.get_num_threads()
     for threads in sorted({1, default_threads}):
         torch.set_num_threads(threads)
@@ -146,12 +177,19 @@ def sweep(steps: int, loop_steps: int) -> None:
             for r, (k, beta) in enumerate(grid):
                 loop_step(users[r], creators[r], beta, k, g)
         loop = (time.perf_counter() - t0) / loop_steps
+        np_users, np_creators = state.users.double().numpy().copy(), state.creators.double().numpy().copy()
+        t0 = time.perf_counter()
+        for _ in range(loop_steps):
+            for r, (k, beta) in enumerate(grid):
+                numpy_loop_step(np_users[r], np_creators[r], beta, k, rng)
+        np_loop = (time.perf_counter() - t0) / loop_steps
         per_step = batched / run_steps
         print(
             f"| {threads} | {batched:.1f} s for {run_steps} steps | {per_step * 1e3:.1f} ms | {loop:.2f} s "
-            f"(timed on {loop_steps} steps) | {loop / per_step:.0f}x |",
+            f"| {loop / per_step:.0f}x | {np_loop:.2f} s | **{np_loop / per_step:.0f}x** |",
             flush=True,
         )
+    print(f"\n(the loops are timed on {loop_steps} steps and extrapolated per step)")
     torch.set_num_threads(default_threads)
     tp = final.view(len(KS), len(BETAS), SEEDS).mean(-1)
     print("\nfinal TP (mean of seeds), rows k, columns beta " + str(BETAS))
