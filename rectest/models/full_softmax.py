@@ -18,9 +18,8 @@ from torch import Tensor
 from torch.autograd.function import FunctionCtx
 
 CHUNK_ELEMENTS = 1 << 19  # scores per chunk (2 MiB in float32): a chunk's round trip stays in cache
-EXP_LIMIT = (
-    80.0  # n exp(s) with s + log(n) below it stays under the float32 maximum (e^88.7), exp(-s) above zero
-)
+# n exp(s) with s + log(n) below this stays under the float32 maximum (e^88.7), and exp(-s) above zero
+EXP_LIMIT = 80.0
 
 
 def full_softmax_loss(

@@ -324,10 +324,15 @@ class Simulation:
         uniforms = self.draw_uniforms()  # (R, m): replica r's draws come from its own generator only
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
-        # (R, d, n) contiguous: a batched matmul with a transposed view is up to 2x slower on CPU
-        creators_t = self.creators.transpose(1, 2).contiguous()
-        pol_creators_t = creators_t if oracle else pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
-        parts = self._parts(pol_creators, pol_creators_t, logged)
+        parts = self._parts(pol_creators, logged)
+        creators_t = None  # (R, d, n) the true creators transposed, for RR's scores on logged steps
+        if parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
+            pol_creators_t = pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
+            if logged:
+                creators_t = pol_creators_t if oracle else self.creators.transpose(1, 2).contiguous()
+            for p in parts:
+                p.creators_t = p.take(pol_creators_t)
+                p.true_creators = p.take(self.creators) if logged else None
         for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])) if parts else []:
             scores = self.users[:, a:b] @ creators_t if logged else None  # (R, c, n) true s_ij, for RR
             seen = scores if oracle else None  # the policy's scores when they are the true ones
@@ -341,7 +346,7 @@ class Simulation:
         sums = self.shards.reduce(sums.double()) / self.shards.total  # (2, R) per-user sums over all ranks
         return chosen, sums[0].to(self.users.dtype), sums[1].to(self.users.dtype)
 
-    def _parts(self, pol_creators: Tensor, pol_creators_t: Tensor, logged: bool) -> list[_Part]:
+    def _parts(self, pol_creators: Tensor, logged: bool) -> list[_Part]:
         """The policy's parts this step scores full rows for (the whole batch is one part when it has one kind
         of policy): on unlogged steps, those not drawn by rejection."""
         if self.policy.parts is None:
@@ -356,20 +361,19 @@ class Simulation:
             rejected = part.rejects and self.sampler == "rejection"  # drawn by rejection after the chunks
             if rejected and not logged:
                 continue
-            p = _Part(replicas, span, part, rejected, lists=self._top_lists(part, part.replicas))
-            p.creators, p.creators_t = p.take(pol_creators), p.take(pol_creators_t)
-            p.true_creators = p.take(self.creators) if logged else None
+            p = _Part(replicas, span, part, rejected, lists=self._top_lists(part))
+            p.creators = p.take(pol_creators)
             out.append(p)
         return out
 
-    def _top_lists(self, part: BoundPolicy, replicas: int) -> Tensor | None:
+    def _top_lists(self, part: BoundPolicy) -> Tensor | None:
         """``(R', m, L)`` the candidate lists of a top-k policy part that uses them (rectest.sim.toplists), made
         at first use; None for other parts. The lists are a cache: draws do not depend on them."""
         if part.list_length is None:
             return None
         if id(part) not in self._lists:
             m = self.users.shape[1]
-            self._lists[id(part)] = initial_lists(replicas, m, part.list_length, self.users.device)
+            self._lists[id(part)] = initial_lists(part.replicas, m, part.list_length, self.users.device)
         return self._lists[id(part)]
 
     def _sample_parts(

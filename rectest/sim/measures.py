@@ -167,15 +167,23 @@ def sparse_recommendation_sums(
         b = min(a + step, c)
         vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)
         vbar = torch.matmul(weights[:, a:b].unsqueeze(-2), vecs).squeeze(-2) / total[:, a:b]  # (R, c', d)
-        rd_rows[:, a:b] = (1 - (vbar * vbar).sum(-1)).clamp_min(0)
+        rd_rows[:, a:b] = _diversity_terms(vbar)
     rel_rows = torch.linalg.vecdot(weights, scores.gather(-1, idx)) / total.squeeze(-1)  # (R, c)
-    if dense is not None:
+    if dense is not None:  # each such user as a batch of one: (t, 1, n) rows
         r, u, w = dense  # (t,), (t,), (t, n)
-        w_total = w.sum(-1, keepdim=True)  # (t, 1)
-        vbar = torch.bmm(w.unsqueeze(1), creators.index_select(0, r)).squeeze(1) / w_total  # (t, d)
-        rd_rows[r, u] = (1 - (vbar * vbar).sum(-1)).clamp_min(0)
-        rel_rows[r, u] = torch.linalg.vecdot(w, scores[r, u]) / w_total.squeeze(-1)
+        w_rd, w_rr = recommendation_sums(
+            w.unsqueeze(1),
+            scores[r, u].unsqueeze(1),
+            creators.index_select(0, r),
+            w.sum(-1, keepdim=True)[:, None],
+        )
+        rd_rows[r, u], rel_rows[r, u] = w_rd, w_rr
     return rd_rows.sum(-1), rel_rows.sum(-1)
+
+
+def _diversity_terms(vbar: Tensor) -> Tensor:
+    """``1 - ||vbar||^2`` of each mean recommended vector ``(..., d)``: ``>= 0`` exactly, the rounding clamped."""
+    return (1 - (vbar * vbar).sum(-1)).clamp_min(0)
 
 
 def tendency_to_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
@@ -205,14 +213,12 @@ def recommendation_sums(
     if total is not None:
         vbar = vbar / total
         rel = rel / total.squeeze(-1)
-    rd = (1 - (vbar * vbar).sum(-1)).clamp_min(0).sum(-1)  # (R,); >= 0 exactly, clamp the rounding
-    return rd, rel.sum(-1)
+    return _diversity_terms(vbar).sum(-1), rel.sum(-1)
 
 
 def recommendation_diversity(p: Tensor, creators: Tensor) -> Tensor:
     """RD ``(R,)`` for probabilities ``p`` ``(R, m, n)`` over creators ``(R, n, d)``."""
-    vbar = p @ creators  # (R, m, d)
-    return (1 - (vbar * vbar).sum(-1)).clamp_min(0).mean(-1)
+    return _diversity_terms(p @ creators).mean(-1)  # (R, m, d) mean vectors
 
 
 def recommendation_relevance(p: Tensor, scores: Tensor) -> Tensor:

@@ -248,8 +248,8 @@ class BoundPolicy:
                 slice(rs[0], rs[-1] + 1) if rs == list(range(rs[0], rs[-1] + 1)) else None
                 for rs in kinds.values()
             ]
-        # softmax with at most a threshold and uniform traffic, a moderate beta, one kind: drawn by rejection when the engine's
-        # sampler is "rejection" (exact; without scoring every creator)
+        # softmax with at most a threshold and uniform traffic, a moderate beta, one kind: drawn by rejection
+        # when the engine's sampler is "rejection" (exact; without scoring every creator)
         self.rejects = (
             self.parts is None
             and self.kmax is None
