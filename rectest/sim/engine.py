@@ -31,21 +31,31 @@ EXITS = "exits"  # history entry with churn: creators replaced (and as many entr
 # after the score matmul (exp, block sums) find the chunk in cache: 0.9x the time of 32 MB chunks for the topk
 # experiment's batch at the ml-100k shape, 2 threads (fewer, larger chunks pay more per-op overhead).
 CPU_MAX_CHUNK_ELEMENTS = 1 << 21
+# ... and replicas are taken in blocks small enough that a chunk still holds this many users of each: the score
+# matmul of 24 replicas x 38 users x 1,682 creators (d = 64) costs 1.8x that of 4 replicas x 311 users.
+CPU_MIN_CHUNK_ROWS = 256
 SAMPLERS = ("rejection", "inverse_cdf")
 
 
 @dataclass
 class _Part:
-    """One kind of policy in a step's batch: its replicas (None: all) and what its draws need."""
+    """A block of replicas with one kind of policy in a step's batch, and what its draws need."""
 
-    replicas: Tensor | None
+    replicas: Tensor  # (R',) int64
     span: slice | None  # the replicas as a slice when consecutive (views instead of copies)
     policy: BoundPolicy
     rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
     lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
     creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
+    true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
     true_creators: Tensor | None = None  # (R', n, d) the true creators, on logged steps
+    true_creators_t: Tensor | None = None  # (R', d, n) the same, transposed and contiguous
+
+    @property
+    def size(self) -> int:
+        """R', the number of replicas."""
+        return self.policy.replicas
 
     def take(self, x: Tensor) -> Tensor:
         """This part's rows of ``x`` (replicas first)."""
@@ -57,6 +67,11 @@ class _Part:
             out[self.span] = values
         else:
             out.index_copy_(0, self.replicas, values)
+
+    def clear(self, flags: Tensor, where: Tensor) -> None:
+        """Set this part's entries of the ``(R,)`` bool ``flags`` to False where ``where`` ``(R',)`` holds."""
+        if bool(where.any()):
+            flags[self.replicas[where]] = False
 
     def add(self, sums: Tensor, terms: tuple[Tensor, Tensor]) -> None:
         """Add this part's ``(R',)`` RD and RR terms to ``sums`` ``(2, R)``."""
@@ -148,7 +163,8 @@ class Simulation:
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
         self.ud_stride = math.ceil(state.m / ud_max_users)  # the sample is over all m users
-        self._lists: dict[int, Tensor] = {}  # top-k candidate lists per policy part (a cache: see _top_lists)
+        self._lists: dict[int, Tensor] = {}  # top-k candidate lists per block (a cache: see _top_lists)
+        self._block_list: list[tuple[list[int], BoundPolicy]] | None = None  # see _blocks
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
         self._records: list[dict[str, Tensor]] = []
@@ -317,58 +333,87 @@ class Simulation:
         return su, sc
 
     def _recommend(self, view: tuple[Tensor, Tensor], logged: bool) -> tuple[Tensor, Tensor, Tensor]:
-        """Sample one creator per user, chunk by chunk; on logged steps also sum RD's and RR's terms."""
+        """Sample one creator per user, block by block and chunk by chunk; on logged steps also sum RD's and
+        RR's terms."""
         R, m, _ = self.users.shape
         pol_users, pol_creators = view
         oracle = pol_users is self.users
         uniforms = self.draw_uniforms()  # (R, m): replica r's draws come from its own generator only
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
-        parts = self._parts(pol_creators, logged)
-        creators_t = None  # (R, d, n) the true creators transposed, for RR's scores on logged steps
+        finite = torch.ones(R, dtype=torch.bool, device=self.users.device)  # (R,)
+        parts = self._parts(pol_users, pol_creators, logged)
         if parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             pol_creators_t = pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
+            creators_t = None  # (R, d, n) the true creators transposed, for RR's scores on logged steps
             if logged:
                 creators_t = pol_creators_t if oracle else self.creators.transpose(1, 2).contiguous()
             for p in parts:
                 p.creators_t = p.take(pol_creators_t)
-                p.true_creators = p.take(self.creators) if logged else None
-        for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1])) if parts else []:
-            scores = self.users[:, a:b] @ creators_t if logged else None  # (R, c, n) true s_ij, for RR
-            seen = scores if oracle else None  # the policy's scores when they are the true ones
-            rows = slice(a, b)
-            self._sample_parts(
-                parts, rows, pol_users[:, rows], uniforms[:, rows], chosen[:, rows], seen, scores, sums
-            )
+                if logged:
+                    p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
+                    p.true_creators_t = p.take(creators_t)
+        for p in parts:
+            users, draws, out = p.take(pol_users), p.take(uniforms), p.take(chosen)
+            for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1], p.size)):
+                rows = slice(a, b)
+                scores = p.true_users[:, rows] @ p.true_creators_t if logged else None  # (R', c, n) true s_ij
+                seen = scores if oracle else None  # the policy's scores when they are the true ones
+                self._sample_part(
+                    p, rows, users[:, rows], draws[:, rows], out[:, rows], seen, scores, sums, finite
+                )
+            if p.span is None:  # out is a copy: write it back
+                p.put(chosen, out)
+        self._guard(finite, "recommendation weights")
         self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
         if self.shards is None or not logged:
             return chosen, sums[0] / m, sums[1] / m
         sums = self.shards.reduce(sums.double()) / self.shards.total  # (2, R) per-user sums over all ranks
         return chosen, sums[0].to(self.users.dtype), sums[1].to(self.users.dtype)
 
-    def _parts(self, pol_creators: Tensor, logged: bool) -> list[_Part]:
-        """The policy's parts this step scores full rows for (the whole batch is one part when it has one kind
-        of policy): on unlogged steps, those not drawn by rejection."""
-        if self.policy.parts is None:
-            split = [(None, slice(None), self.policy)]
-        else:
-            split = [
-                (rs, span, part)
-                for (rs, part), span in zip(self.policy.parts, self.policy.spans, strict=True)
-            ]
+    def _blocks(self) -> list[tuple[list[int], BoundPolicy]]:
+        """The policy's kinds (its parts, or the whole batch), each cut into blocks of consecutive replicas.
+
+        On CPU a block holds few enough replicas that a chunk of ``CPU_MAX_CHUNK_ELEMENTS`` scores still has
+        ``CPU_MIN_CHUNK_ROWS`` users of each: the score matmul's cost per score grows as its rows shrink.
+        Made once (the policy, m and n do not change).
+        """
+        if self._block_list is None:
+            R, m = self.users.shape[:2]
+            n = self.creators.shape[1]
+            size = R
+            if self.users.device.type == "cpu":
+                size = max(1, CPU_MAX_CHUNK_ELEMENTS // (min(m, CPU_MIN_CHUNK_ROWS) * n))
+            if self.policy.parts is None:
+                kinds = [(list(range(R)), self.policy)]
+            else:
+                kinds = [(rs.tolist(), part) for rs, part in self.policy.parts]
+            self._block_list = []
+            for rs, part in kinds:
+                for i in range(0, len(rs), size):
+                    sub = part if size >= len(rs) else part.subset(list(range(i, min(i + size, len(rs)))))
+                    self._block_list.append((rs[i : i + size], sub))
+        return self._block_list
+
+    def _parts(self, pol_users: Tensor, pol_creators: Tensor, logged: bool) -> list[_Part]:
+        """The blocks of replicas (:meth:`_blocks`) this step scores full rows for: on unlogged steps, those
+        not drawn by rejection."""
         out = []
-        for replicas, span, part in split:
-            rejected = part.rejects and self.sampler == "rejection"  # drawn by rejection after the chunks
+        for rs, policy in self._blocks():
+            rejected = policy.rejects and self.sampler == "rejection"  # drawn by rejection after the chunks
             if rejected and not logged:
                 continue
-            p = _Part(replicas, span, part, rejected, lists=self._top_lists(part))
+            consecutive = rs == list(range(rs[0], rs[-1] + 1))
+            span = slice(rs[0], rs[-1] + 1) if consecutive else None
+            replicas = torch.tensor(rs, device=self.users.device)
+            p = _Part(replicas, span, policy, rejected, lists=self._top_lists(policy))
             p.creators = p.take(pol_creators)
             out.append(p)
         return out
 
     def _top_lists(self, part: BoundPolicy) -> Tensor | None:
-        """``(R', m, L)`` the candidate lists of a top-k policy part that uses them (rectest.sim.toplists), made
-        at first use; None for other parts. The lists are a cache: draws do not depend on them."""
+        """``(R', m, L)`` the candidate lists of a top-k policy block that uses them (rectest.sim.toplists),
+        made at first use; None for other blocks. The lists are a cache: draws do not depend on them."""
         if part.list_length is None:
             return None
         if id(part) not in self._lists:
@@ -376,9 +421,9 @@ class Simulation:
             self._lists[id(part)] = initial_lists(part.replicas, m, part.list_length, self.users.device)
         return self._lists[id(part)]
 
-    def _sample_parts(
+    def _sample_part(
         self,
-        parts: list[_Part],
+        p: _Part,
         rows: slice,
         users: Tensor,
         uniforms: Tensor,
@@ -386,54 +431,50 @@ class Simulation:
         seen: Tensor | None,
         scores: Tensor | None,
         sums: Tensor,
+        finite: Tensor,
     ) -> None:
-        """One chunk of users, part by part, each with its own fast path: top-k from the k-lists, plain softmax
-        with beta folded into the score matmul, the rest from full rows. Each part scores only its own
-        replicas; the draws are those of the general path up to float rounding.
+        """One chunk of one block's users, with the block's fast path: top-k from the k-lists, plain softmax
+        with beta folded into the score matmul, the rest from full rows. The draws are those of the general
+        path up to float rounding.
 
         Args:
-            parts: the parts to draw (:meth:`_parts`).
+            p: the block (:meth:`_parts`).
             rows: this chunk's users.
-            users: ``(R, c, d')`` the policy's view of this chunk's users.
-            uniforms: ``(R, c)`` this chunk's draws.
-            out: ``(R, c)`` view that receives the choices.
-            seen: ``(R, c, n)`` the policy's scores if already computed, or None.
-            scores: ``(R, c, n)`` true scores on logged steps (None: unlogged).
+            users: ``(R', c, d')`` the policy's view of this chunk's users, of the block's replicas.
+            uniforms: ``(R', c)`` this chunk's draws.
+            out: ``(R', c)`` receives the choices.
+            seen: ``(R', c, n)`` the policy's scores if already computed, or None.
+            scores: ``(R', c, n)`` true scores on logged steps (None: unlogged).
             sums: ``(2, R)`` receives RD's and RR's per-user terms (logged steps).
+            finite: ``(R,)`` cleared for replicas whose weights are not finite and positive.
         """
         logged = scores is not None
-        finite = torch.ones(users.shape[0], dtype=torch.bool, device=users.device)  # (R,)
-        for p in parts:
-            u = p.take(uniforms)  # (R', c)
-            if p.policy.plain_softmax and not logged:  # exp(beta s) with beta folded into the matmul
-                w = torch.matmul(p.take(users) * p.policy.beta, p.creators_t).exp_()  # (R', c, n)
-                picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
-                p.put(out, picked)
-                p.put(finite, torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)))
-                continue
-            part_seen = p.take(seen) if seen is not None else p.take(users) @ p.creators_t  # (R', c, n)
-            if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
-                draw = p.policy.draw_top_k(part_seen, u, None if p.lists is None else p.lists[:, rows])
-                p.put(out, draw.chosen)
-                if logged:
-                    dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
-                    p.add(
-                        sums,
-                        M.sparse_recommendation_sums(
-                            draw.weights, draw.creators, draw.total, p.take(scores), p.true_creators, dense
-                        ),
-                    )
-                continue
-            w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
-            if p.rejected:  # a logged step: the full rows give RD and RR, the draws come by rejection
-                total = w.sum(-1, keepdim=True)  # (R', c, 1)
-            else:
-                picked, total = sample_inverse_cdf(w, u)  # (R', c), (R', c, 1)
-                p.put(out, picked)
-            p.put(finite, torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2)))
+        if p.policy.plain_softmax and not logged:  # exp(beta s) with beta folded into the matmul
+            w = torch.matmul(users * p.policy.beta, p.creators_t).exp_()  # (R', c, n)
+            out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
+            p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+            return
+        part_seen = seen if seen is not None else users @ p.creators_t  # (R', c, n)
+        if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
+            draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows])
+            out[:] = draw.chosen
             if logged:
-                p.add(sums, M.recommendation_sums(w, p.take(scores), p.true_creators, total))
-        self._guard(finite, "recommendation weights")
+                dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
+                p.add(
+                    sums,
+                    M.sparse_recommendation_sums(
+                        draw.weights, draw.creators, draw.total, scores, p.true_creators, dense
+                    ),
+                )
+            return
+        w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
+        if p.rejected:  # a logged step: the full rows give RD and RR, the draws come by rejection
+            total = w.sum(-1, keepdim=True)  # (R', c, 1)
+        else:
+            out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
+        p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+        if logged:
+            p.add(sums, M.recommendation_sums(w, scores, p.true_creators, total))
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""
@@ -456,11 +497,12 @@ class Simulation:
         record["step"] = torch.tensor(self.t)
         self._records.append(record)
 
-    def _chunk(self, width: int) -> int:
-        """Rows per chunk for ``(rows, width)`` temporaries (capped on CPU, see ``CPU_MAX_CHUNK_ELEMENTS``)."""
+    def _chunk(self, width: int, replicas: int | None = None) -> int:
+        """Rows per chunk for ``(replicas, rows, width)`` temporaries (all replicas by default; capped on CPU,
+        see ``CPU_MAX_CHUNK_ELEMENTS``)."""
         if self.users.device.type != "cpu":
             return self.chunk_size
-        return min(self.chunk_size, max(1, CPU_MAX_CHUNK_ELEMENTS // (self.replicas * width)))
+        return min(self.chunk_size, max(1, CPU_MAX_CHUNK_ELEMENTS // ((replicas or self.replicas) * width)))
 
     def _mark_polarized(self, polarized: Tensor) -> None:
         """Set ``first_polarized_step`` where the ``(R,)`` flag holds at time t for the first time."""

@@ -224,25 +224,12 @@ class BoundPolicy:
                 0 if k[r] >= n else 1 if k[r] <= SHORT_LIST else 2 if k[r] <= TOPK_LIST_MAX else 3,
             )
             kinds.setdefault(kind, []).append(r)
+        self._config = (policy, beta, k, tau, eps, rho, mmr, device, dtype)  # for subset()
         self.parts: list[tuple[Tensor, BoundPolicy]] | None = None
         self.spans: list[slice | None] = []  # per part: its replicas as a slice when they are consecutive
         if len(kinds) > 1 and not self.topk_only:  # (pure top-k lists share one list path)
             self.plain_softmax = False
-
-            def part(rs: list[int]) -> BoundPolicy:
-                sub = Policy(
-                    beta=[beta[r] for r in rs],
-                    k=[int(k[r]) for r in rs],
-                    tau=[None if tau[r] == -math.inf else tau[r] for r in rs],
-                    eps=[eps[r] for r in rs],
-                    rho=[rho[r] for r in rs],
-                    mmr_lambda=[mmr[r] for r in rs],
-                    rho_iters=policy.rho_iters,
-                    rho_tol=policy.rho_tol,
-                )
-                return BoundPolicy(sub, len(rs), n, device, dtype)
-
-            self.parts = [(torch.tensor(rs, device=device), part(rs)) for rs in kinds.values()]
+            self.parts = [(torch.tensor(rs, device=device), self.subset(rs)) for rs in kinds.values()]
             # a part whose replicas are consecutive reads its rows as a view, without a copy
             self.spans = [
                 slice(rs[0], rs[-1] + 1) if rs == list(range(rs[0], rs[-1] + 1)) else None
@@ -259,6 +246,28 @@ class BoundPolicy:
             and max(beta) <= REJECTION_MAX_BETA
             and n >= REJECTION_MIN_CREATORS
         )
+
+    def subset(self, replicas: list[int]) -> BoundPolicy:
+        """The same policy bound to some of its replicas only (in the given order).
+
+        Args:
+            replicas: replica indices of this policy.
+
+        Returns:
+            A policy over ``len(replicas)`` replicas whose ``r``-th is this policy's ``replicas[r]``.
+        """
+        policy, beta, k, tau, eps, rho, mmr, device, dtype = self._config
+        sub = Policy(
+            beta=[beta[r] for r in replicas],
+            k=[int(k[r]) for r in replicas],
+            tau=[None if tau[r] == -math.inf else tau[r] for r in replicas],
+            eps=[eps[r] for r in replicas],
+            rho=[rho[r] for r in replicas],
+            mmr_lambda=[mmr[r] for r in replicas],
+            rho_iters=policy.rho_iters,
+            rho_tol=policy.rho_tol,
+        )
+        return BoundPolicy(sub, len(replicas), self.n, device, dtype)
 
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).

@@ -72,6 +72,31 @@ def test_equal_seeds_give_identical_trajectories_and_replicas_ignore_their_compa
     assert not torch.allclose(batch.users[0], batch.users[1])
 
 
+def test_replica_blocks_and_chunks_do_not_change_trajectories(gen, monkeypatch):
+    """On CPU each kind of policy is cut into blocks of replicas (engine._blocks): interleaved kinds (so
+    blocks of scattered replicas), top-k lists, a threshold and uniform traffic give the same draws in blocks
+    of 2 replicas x 10 users as in one chunk of the whole batch."""
+    import rectest.sim.engine as engine
+
+    state = small_state(gen, m=40, n=60, d=5, dtype=torch.float32)
+    policy = Policy(
+        beta=[1.0, 2.0, 1.0, 3.0, 1.0, 2.0, 0.5], k=[1, 60, 2, 60, 1, 2, 60], tau=[None] * 6 + [0.2]
+    )
+    dyn = Dynamics(eta_u=0.1, eta_c=0.2)
+    seeds = [0, 1, 2, 3, 4, 5, 6]
+    whole = Simulation(state, policy, dyn, seeds=seeds, log_every=3)
+    whole.run(30)
+    assert [rs for rs, _ in whole._blocks()] == [[0, 2, 4, 5], [1, 3], [6]]  # the kinds, not cut
+    monkeypatch.setattr(engine, "CPU_MAX_CHUNK_ELEMENTS", 2 * 10 * 60)
+    monkeypatch.setattr(engine, "CPU_MIN_CHUNK_ROWS", 10)
+    blocked = Simulation(state, policy, dyn, seeds=seeds, log_every=3)
+    assert [rs for rs, _ in blocked._blocks()] == [[0, 2], [4, 5], [1, 3], [6]]
+    blocked.run(30)
+    assert torch.equal(blocked.users, whole.users) and torch.equal(blocked.creators, whole.creators)
+    for name in MEASURES:
+        assert torch.allclose(blocked.history[name], whole.history[name], atol=1e-6), name
+
+
 def test_infinite_beta_is_deterministic_across_seeds(gen):
     state = small_state(gen, m=20, n=8)
     sim = Simulation(state, Policy(beta=math.inf), Dynamics(), seeds=[0, 1, 2, 3])
