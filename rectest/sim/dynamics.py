@@ -145,6 +145,11 @@ class BoundDynamics:
         cost = column(values("creator_cost"), device, dtype)  # (R, 1, 1)
         self.eta_c = self.eta_c / (1 + cost)  # the proximal step of the adjustment cost
 
+    def key(self, r: int) -> tuple:
+        """Replica ``r``'s parameters (equal keys: the same update of the same vectors)."""
+        free = None if self.free is None else tuple(self.free[r].flatten().tolist())
+        return float(self.eta_u[r]), float(self.eta_c[r]), free, self.rules[r]
+
     def update(
         self,
         users: Tensor,

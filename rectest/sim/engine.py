@@ -23,6 +23,7 @@ from rectest.sim.scoring import normalize
 from rectest.sim.shards import UserShards
 from rectest.sim.state import State
 from rectest.sim.toplists import initial_lists
+from rectest.sim.twins import Twins
 
 UD_MAX_USERS = 4096
 EXITS = "exits"  # history entry with churn: creators replaced (and as many entrants) before the step
@@ -172,6 +173,10 @@ class Simulation:
         self.churn = None
         if churn is not None:
             self.churn = CreatorChurn(churn, seeds, state.n, state.m, device)
+        self.twins = Twins()  # replicas that follow an earlier one's trajectory (rectest.sim.twins)
+        if churn is None and shards is None and self.dynamics.climbs is None:
+            self.twins = Twins.find(self.users, self.creators, self.policy, self.dynamics)
+        self._ties: list[tuple[Tensor, Tensor, Tensor]] = []  # this step's tied top-k users (for the twins)
 
     @property
     def state(self) -> State:
@@ -218,6 +223,9 @@ class Simulation:
                 "dynamics.creator_rule=exposure / engagement needs the oracle recommender: the gradient "
                 "assumes the platform scores with the true vectors"
             )
+        if score_users is not None and self.twins:  # a recommender's scores may differ between replicas
+            self.twins = Twins()
+            self._forget_blocks()
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
         if logged or bool((self.first_polarized_step < 0).any()):
@@ -230,7 +238,11 @@ class Simulation:
         users, creators = self.dynamics.update(self.users, self.creators, chosen, self.shards, gradient)
         if self.churn is not None:  # 5. creators with too small an audience leave; entrants take their slots
             creators = self.churn.step(self.t, chosen, creators, self.shards)
-        finite = torch.isfinite(users).all((1, 2)) & torch.isfinite(creators).all((1, 2))  # (R,)
+        if self.twins and self.twins.settle(chosen, users, creators):  # a follower drew apart (a tie)
+            self._forget_blocks()
+        # (R,) a NaN or an infinity anywhere makes the replica's sum non-finite; finite unit vectors cannot
+        # overflow it (one reduction pass: 45x cheaper than isfinite(...).all() at the ml-100k shape)
+        finite = torch.isfinite(users.sum((1, 2)) + creators.sum((1, 2)))
         if self.shards is not None:  # every rank stops together
             finite = self.shards.reduce(finite.to(torch.int32), "min").bool()
         self._guard(finite, "vectors")
@@ -364,6 +376,9 @@ class Simulation:
                 )
             if p.span is None:  # out is a copy: write it back
                 p.put(chosen, out)
+        if self.twins:
+            self.twins.copy_draws(chosen, sums, finite, uniforms, self._ties)
+        self._ties.clear()
         self._guard(finite, "recommendation weights")
         self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
         if self.shards is None or not logged:
@@ -390,10 +405,17 @@ class Simulation:
                 kinds = [(rs.tolist(), part) for rs, part in self.policy.parts]
             self._block_list = []
             for rs, part in kinds:
-                for i in range(0, len(rs), size):
-                    sub = part if size >= len(rs) else part.subset(list(range(i, min(i + size, len(rs)))))
-                    self._block_list.append((rs[i : i + size], sub))
+                computed = [i for i, r in enumerate(rs) if r not in self.twins.followers]  # positions in rs
+                for a in range(0, len(computed), size):
+                    block = computed[a : a + size]
+                    sub = part if len(block) == len(rs) else part.subset(block)
+                    self._block_list.append(([rs[i] for i in block], sub))
         return self._block_list
+
+    def _forget_blocks(self) -> None:
+        """Remake the blocks (and their candidate lists, a cache) at the next step."""
+        self._block_list = None
+        self._lists.clear()
 
     def _parts(self, pol_users: Tensor, pol_creators: Tensor, logged: bool) -> list[_Part]:
         """The blocks of replicas (:meth:`_blocks`) this step scores full rows for: on unlogged steps, those
@@ -458,6 +480,8 @@ class Simulation:
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
             draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows])
             out[:] = draw.chosen
+            if draw.tied is not None and self.twins:  # a leader's followers draw these users themselves
+                self._ties.append((p.replicas[draw.tied[0]], draw.tied[1] + rows.start, draw.tied_weights))
             if logged:
                 dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
                 p.add(
@@ -480,8 +504,15 @@ class Simulation:
         """Append the measures of the time-t state to the history."""
         n, stride = self.creators.shape[1], self.ud_stride
         sample = self.users[:, ::stride] if self.shards is None else self.shards.sample(self.users, stride)
-        cd, tp, clusters = M.creator_pair_measures(self.creators, self._chunk(n))  # one pass over pairs
-        ud = M.user_diversity(sample, self._chunk(sample.shape[1]))
+        creators = self.creators
+        if self.twins:  # followers' measures are their leaders'
+            computed = torch.tensor(self.twins.computed(list(range(self.replicas))), device=creators.device)
+            creators, sample = creators.index_select(0, computed), sample.index_select(0, computed)
+        chunk = self._chunk(n, creators.shape[0])
+        cd, tp, clusters = M.creator_pair_measures(creators, chunk)  # one pass over pairs
+        ud = M.user_diversity(sample, self._chunk(sample.shape[1], sample.shape[0]))
+        if self.twins:
+            cd, tp, clusters, ud = (self.twins.expand(x, self.replicas) for x in (cd, tp, clusters, ud))
         values = {
             M.CD: cd,
             M.RD: rd,
@@ -546,6 +577,7 @@ class Simulation:
             "generators": [g.get_state() for g in self.generators],
             "first_polarized_step": self.first_polarized_step.clone(),
             "history": self.history,
+            "twins": self.twins.state(),
             **({"churn": self.churn.state_dict()} if self.churn is not None else {}),
         }
 
@@ -573,6 +605,8 @@ class Simulation:
         for g, s in zip(self.generators, sd["generators"], strict=True):
             g.set_state(s)
         self.first_polarized_step = sd["first_polarized_step"].clone()
+        self.twins = Twins(dict(sd.get("twins", [])))  # (none in checkpoints older than twins)
+        self._forget_blocks()
         if self.churn is not None:
             if "churn" not in sd:
                 raise ValueError("the checkpoint was taken without churn; this simulation has churn")

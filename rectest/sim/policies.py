@@ -269,6 +269,23 @@ class BoundPolicy:
         )
         return BoundPolicy(sub, len(replicas), self.n, device, dtype)
 
+    def top1_betas(self) -> list[float | None]:
+        """Per replica: its beta if its draw is the argmax from the k-lists (k = 1 on the top-k list path; a
+        tie at the top is drawn at random), else None."""
+        beta = self._config[1]
+        kinds = (
+            [(list(range(self.replicas)), self)]
+            if self.parts is None
+            else [(rs.tolist(), part) for rs, part in self.parts]
+        )
+        out: list[float | None] = [None] * self.replicas
+        for rs, part in kinds:
+            if part.topk_only:
+                for i, r in enumerate(rs):
+                    if int(part.k[i]) == 1:
+                        out[r] = beta[r]
+        return out
+
     def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
 

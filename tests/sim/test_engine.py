@@ -80,17 +80,20 @@ def test_replica_blocks_and_chunks_do_not_change_trajectories(gen, monkeypatch):
 
     state = small_state(gen, m=40, n=60, d=5, dtype=torch.float32)
     policy = Policy(
-        beta=[1.0, 2.0, 1.0, 3.0, 1.0, 2.0, 0.5], k=[1, 60, 2, 60, 1, 2, 60], tau=[None] * 6 + [0.2]
+        beta=[1.0, 2.0, 1.0, 3.0, 1.5, 2.0, 0.5],
+        k=[1, 60, 2, 60, 1, 2, 60],
+        tau=[None] * 6 + [0.2],
+        eps=[0.0, 0.0, 0.0, 0.1, 0.0, 0.0, 0.0],
     )
     dyn = Dynamics(eta_u=0.1, eta_c=0.2)
     seeds = [0, 1, 2, 3, 4, 5, 6]
     whole = Simulation(state, policy, dyn, seeds=seeds, log_every=3)
     whole.run(30)
-    assert [rs for rs, _ in whole._blocks()] == [[0, 2, 4, 5], [1, 3], [6]]  # the kinds, not cut
+    assert [rs for rs, _ in whole._blocks()] == [[0, 2, 4, 5], [1], [3], [6]]  # the kinds, not cut
     monkeypatch.setattr(engine, "CPU_MAX_CHUNK_ELEMENTS", 2 * 10 * 60)
     monkeypatch.setattr(engine, "CPU_MIN_CHUNK_ROWS", 10)
     blocked = Simulation(state, policy, dyn, seeds=seeds, log_every=3)
-    assert [rs for rs, _ in blocked._blocks()] == [[0, 2], [4, 5], [1, 3], [6]]
+    assert [rs for rs, _ in blocked._blocks()] == [[0, 2], [4, 5], [1], [3], [6]]
     blocked.run(30)
     assert torch.equal(blocked.users, whole.users) and torch.equal(blocked.creators, whole.creators)
     for name in MEASURES:
