@@ -3,8 +3,10 @@
 For each shape (the ml-100k shape: 943 users x 1,682 creators, d = 16, 48 replicas; the MovieLens-20M shape:
 138,493 x 2,000, d = 16, one replica) and each policy (softmax, top-k at k = 1, 10, 100, 1000, threshold,
 uniform traffic, the diversity-aware objective rho, MMR), it times an unlogged and a logged engine step, and
-the floor: the score matmul plus one exp pass over the same scores, in the engine's chunking (what any
-sampler of a softmax-family policy must at least do). Ratios are printed so a busy machine still reads true.
+the floor: the score matmul plus one exp pass over the same scores, in the engine's chunking (blocks of
+replicas, chunks of users: what any sampler of a softmax-family policy must at least do). Ratios are printed so
+a busy machine still reads true. Every replica starts from its own random vectors, so each costs its own work;
+the last row is top-1 with every seed from one start, as real-data runs start (rectest/sim/twins.py).
 
 Other jobs may share the cores: read the ratios. Usage:
     python benchmarks/bench_policies.py [--shape ml100k|ml20m|both] [--repeats 3] [--threads 1]
@@ -24,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_sim import best_time as best  # noqa: E402  (fastest of n timed calls after a warm-up)
 
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
-from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
+from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS, CPU_MIN_CHUNK_ROWS  # noqa: E402
 
 SHAPES = {"ml100k": (943, 1682, 16, 48), "ml20m": (138_493, 2000, 16, 1)}
 POLICIES = {
@@ -41,30 +43,35 @@ POLICIES = {
 
 
 def floor(users: torch.Tensor, creators: torch.Tensor, replicas: int) -> float:
-    """One pass of the score matmul and one exp over every score, in the engine's CPU chunking."""
+    """One pass of the score matmul and one exp over every score, in the engine's CPU blocks and chunks."""
     m, n = users.shape[1], creators.shape[1]
-    rows = max(1, CPU_MAX_CHUNK_ELEMENTS // (replicas * n))
+    block = min(replicas, max(1, CPU_MAX_CHUNK_ELEMENTS // (min(m, CPU_MIN_CHUNK_ROWS) * n)))
+    rows = max(1, CPU_MAX_CHUNK_ELEMENTS // (block * n))
     creators_t = creators.transpose(1, 2).contiguous()  # as the engine: a transposed view is slower
-    for a in range(0, m, rows):
-        (users[:, a : a + rows] @ creators_t).exp_()
+    for r in range(0, replicas, block):
+        for a in range(0, m, rows):
+            (users[r : r + block, a : a + rows] @ creators_t[r : r + block]).exp_()
     return 0.0
 
 
 def table(shape: str, repeats: int) -> None:
     m, n, d, replicas = SHAPES[shape]
     g = torch.Generator().manual_seed(0)
-    state = State(random_sphere(1, m, d, g), random_sphere(1, n, d, g))
-    users = state.users.expand(replicas, -1, -1).contiguous()
-    creators = state.creators.expand(replicas, -1, -1).contiguous()
+    state = State(random_sphere(replicas, m, d, g), random_sphere(replicas, n, d, g))  # one start each
+    users, creators = state.users, state.creators
     t_floor = best(lambda: floor(users, creators, replicas), repeats)
     print(f"\n## {shape} shape: m = {m:,}, n = {n:,}, d = {d}, {replicas} replica(s)\n")
     print(f"floor (score matmul + one exp over the same scores): {t_floor * 1e3:.1f} ms\n")
     print("| policy | unlogged step | / floor | logged step | logged / unlogged |")
     print("|---|---:|---:|---:|---:|")
-    for name, params in POLICIES.items():
+    one_start = State(state.users[:1], state.creators[:1])
+    runs = [(name, params, state) for name, params in POLICIES.items()]
+    if replicas > 1:
+        runs.append(("top-1, every seed from one start (twins)", {"k": 1}, one_start))
+    for name, params, start in runs:
         policy = Policy(beta=1.0, **params)
         sim = Simulation(
-            state, policy, Dynamics(eta_u=0.1, eta_c=0.1), seeds=list(range(replicas)), log_every=10**9
+            start, policy, Dynamics(eta_u=0.1, eta_c=0.1), seeds=list(range(replicas)), log_every=10**9
         )
         t_step = best(lambda sim=sim: sim.step(), repeats)
         t_log = best(lambda sim=sim: sim.step(log=True), max(1, repeats - 1))
