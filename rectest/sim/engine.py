@@ -89,7 +89,8 @@ class Simulation:
     Replica ``r`` draws its randomness from its own ``torch.Generator`` seeded with ``seeds[r]`` (one
     uniform per user per step, then inverse-CDF sampling; with the rejection sampler also a fixed number of
     proposals per user), so its trajectory depends only on its seed, its parameters and its initial state:
-    not on the other replicas, ``chunk_size`` or ``log_every``.
+    not on the other replicas, ``chunk_size`` or ``log_every``. Only work is shared: replicas of an argmax
+    policy with the same start and dynamics follow one trajectory, computed once (:mod:`rectest.sim.twins`).
 
     Args:
         state: initial vectors with ``R`` replicas, or one replica that is copied to all ``R``.

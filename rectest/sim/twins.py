@@ -13,7 +13,8 @@ same dynamics as an earlier replica, its *leader*, whose draw is the argmax. Eac
    CPU, where every operation is deterministic); one whose draws differ is a replica of its own from then on.
 
 Only the work is shared: every replica keeps its generator, its draws and its history, and trajectories are
-those of the replicas simulated apart.
+those of the replicas simulated apart. Not used with churn, sharded users or the creators' gradient rules; a
+step scored by a recommender's embeddings (which may differ between replicas) ends the twins.
 """
 
 from __future__ import annotations
