@@ -51,7 +51,6 @@ class _Part:
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
     true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
     true_creators: Tensor | None = None  # (R', n, d) the true creators, on logged steps
-    true_creators_t: Tensor | None = None  # (R', d, n) the same, transposed and contiguous
 
     @property
     def size(self) -> int:
@@ -350,7 +349,6 @@ class Simulation:
         RR's terms."""
         R, m, _ = self.users.shape
         pol_users, pol_creators = view
-        oracle = pol_users is self.users
         uniforms = self.draw_uniforms()  # (R, m): replica r's draws come from its own generator only
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
@@ -358,23 +356,16 @@ class Simulation:
         parts = self._parts(pol_users, pol_creators, logged)
         if parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             pol_creators_t = pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
-            creators_t = None  # (R, d, n) the true creators transposed, for RR's scores on logged steps
-            if logged:
-                creators_t = pol_creators_t if oracle else self.creators.transpose(1, 2).contiguous()
             for p in parts:
                 p.creators_t = p.take(pol_creators_t)
-                if logged:
+                if logged:  # RD and RR need the true vectors only, not the true scores
                     p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
-                    p.true_creators_t = p.take(creators_t)
         for p in parts:
             users, draws, out = p.take(pol_users), p.take(uniforms), p.take(chosen)
             for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1], p.size)):
                 rows = slice(a, b)
-                scores = p.true_users[:, rows] @ p.true_creators_t if logged else None  # (R', c, n) true s_ij
-                seen = scores if oracle else None  # the policy's scores when they are the true ones
-                self._sample_part(
-                    p, rows, users[:, rows], draws[:, rows], out[:, rows], seen, scores, sums, finite
-                )
+                truth = p.true_users[:, rows] if logged else None  # (R', c, d) true users, for RR
+                self._sample_part(p, rows, users[:, rows], draws[:, rows], out[:, rows], truth, sums, finite)
             if p.span is None:  # out is a copy: write it back
                 p.put(chosen, out)
         if self.twins:
@@ -451,8 +442,7 @@ class Simulation:
         users: Tensor,
         uniforms: Tensor,
         out: Tensor,
-        seen: Tensor | None,
-        scores: Tensor | None,
+        truth: Tensor | None,
         sums: Tensor,
         finite: Tensor,
     ) -> None:
@@ -466,18 +456,17 @@ class Simulation:
             users: ``(R', c, d')`` the policy's view of this chunk's users, of the block's replicas.
             uniforms: ``(R', c)`` this chunk's draws.
             out: ``(R', c)`` receives the choices.
-            seen: ``(R', c, n)`` the policy's scores if already computed, or None.
-            scores: ``(R', c, n)`` true scores on logged steps (None: unlogged).
+            truth: ``(R', c, d)`` the chunk's true users on logged steps (None: unlogged).
             sums: ``(2, R)`` receives RD's and RR's per-user terms (logged steps).
             finite: ``(R,)`` cleared for replicas whose weights are not finite and positive.
         """
-        logged = scores is not None
+        logged = truth is not None
         if p.policy.plain_softmax and not logged:  # exp(beta s) with beta folded into the matmul
             w = torch.matmul(users * p.policy.beta, p.creators_t).exp_()  # (R', c, n)
             out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
             p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
             return
-        part_seen = seen if seen is not None else users @ p.creators_t  # (R', c, n)
+        part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
             draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows])
             out[:] = draw.chosen
@@ -488,7 +477,7 @@ class Simulation:
                 p.add(
                     sums,
                     M.sparse_recommendation_sums(
-                        draw.weights, draw.creators, draw.total, scores, p.true_creators, dense
+                        draw.weights, draw.creators, draw.total, truth, p.true_creators, dense
                     ),
                 )
             return
@@ -499,7 +488,7 @@ class Simulation:
             out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
         p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
         if logged:
-            p.add(sums, M.recommendation_sums(w, scores, p.true_creators, total))
+            p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))
 
     def _record(self, rd: Tensor, rr: Tensor, polarized: Tensor) -> None:
         """Append the measures of the time-t state to the history."""

@@ -138,7 +138,7 @@ def sparse_recommendation_sums(
     weights: Tensor,
     idx: Tensor,
     total: Tensor,
-    scores: Tensor,
+    users: Tensor,
     creators: Tensor,
     dense: tuple[Tensor, Tensor, Tensor] | None = None,
 ) -> tuple[Tensor, Tensor]:
@@ -149,8 +149,8 @@ def sparse_recommendation_sums(
         weights: ``(R, c, k)`` unnormalised weights of the creators ``idx``.
         idx: ``(R, c, k)`` int64 creator indices.
         total: ``(R, c, 1)`` the row sums of ``weights``.
-        scores: ``(R, c, n)`` true scores ``s_ij``.
-        creators: ``(R, n, d)`` unit creator vectors.
+        users: ``(R, c, d)`` the chunk's true unit user vectors.
+        creators: ``(R, n, d)`` the true unit creator vectors.
         dense: ``(replicas (t,), users (t,), full-row weights (t, n))`` users whose distribution is a full
             row instead (their ``weights`` are ignored), or None.
 
@@ -162,18 +162,19 @@ def sparse_recommendation_sums(
     flat = creators.reshape(R * n, d)
     offset = torch.arange(R, device=idx.device).view(R, 1, 1) * n
     rd_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
+    rel_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
     step = max(1, GATHER_ELEMENTS // max(1, R * k * d))  # users whose (R, step, k, d) vectors are gathered
     for a in range(0, c, step):
         b = min(a + step, c)
         vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)
         vbar = torch.matmul(weights[:, a:b].unsqueeze(-2), vecs).squeeze(-2) / total[:, a:b]  # (R, c', d)
         rd_rows[:, a:b] = _diversity_terms(vbar)
-    rel_rows = torch.linalg.vecdot(weights, scores.gather(-1, idx)) / total.squeeze(-1)  # (R, c)
+        rel_rows[:, a:b] = torch.linalg.vecdot(users[:, a:b], vbar)  # <u_j, vbar_j> = sum_i p_ij s_ij
     if dense is not None:  # each such user as a batch of one: (t, 1, n) rows
         r, u, w = dense  # (t,), (t,), (t, n)
         w_rd, w_rr = recommendation_sums(
             w.unsqueeze(1),
-            scores[r, u].unsqueeze(1),
+            users[r, u].unsqueeze(1),
             creators.index_select(0, r),
             w.sum(-1, keepdim=True)[:, None],
         )
@@ -192,16 +193,19 @@ def tendency_to_polarization(v: Tensor, chunk: int = DEFAULT_CHUNK) -> Tensor:
 
 
 def recommendation_sums(
-    p: Tensor, scores: Tensor, creators: Tensor, total: Tensor | None = None
+    p: Tensor, users: Tensor, creators: Tensor, total: Tensor | None = None
 ) -> tuple[Tensor, Tensor]:
     """Sums over a chunk of users of RD's and RR's per-user terms.
+
+    RR's term needs no pass over the scores: ``sum_i p_ij s_ij = sum_i p_ij <u_j, v_i> = <u_j, vbar_j>``,
+    and ``vbar_j`` is RD's mean vector (equal up to float rounding; half the passes over ``(R, c, n)``).
 
     Args:
         p: ``(R, c, n)`` recommendation probabilities (rows sum to 1), or unnormalised weights with their
             row sums in ``total`` (the probabilities are then never formed: two small divisions instead of
             a pass over ``(R, c, n)``).
-        scores: ``(R, c, n)`` true scores ``s_ij``.
-        creators: ``(R, n, d)`` unit creator vectors.
+        users: ``(R, c, d)`` the chunk's true unit user vectors.
+        creators: ``(R, n, d)`` the true unit creator vectors.
         total: ``(R, c, 1)`` row sums of ``p`` when it is not normalised.
 
     Returns:
@@ -209,11 +213,9 @@ def recommendation_sums(
         ``sum_j sum_i p_ij s_ij``. Divide by ``m`` for RD and RR.
     """
     vbar = p @ creators  # (R, c, d)
-    rel = torch.linalg.vecdot(p, scores)  # (R, c) row dots (5x faster than a batch of 1 x n matmuls on CPU)
     if total is not None:
         vbar = vbar / total
-        rel = rel / total.squeeze(-1)
-    return _diversity_terms(vbar).sum(-1), rel.sum(-1)
+    return _diversity_terms(vbar).sum(-1), torch.linalg.vecdot(users, vbar).sum(-1)
 
 
 def recommendation_diversity(p: Tensor, creators: Tensor) -> Tensor:

@@ -158,23 +158,29 @@ def test_creator_pair_measures_equal_the_separate_measures_sparse_and_dense():
     assert creator_pair_measures(mixed)[2].tolist() == [141, 141, 141]
 
 
-def test_sparse_recommendation_sums_equal_the_dense_rows(gen):
+def test_sparse_recommendation_sums_equal_the_dense_rows_and_the_definitions(gen):
     """RD and RR from a top-k draw's lists (the engine's logged top-k steps) equal the sums over the dense
-    rows of the same policy, a user with tied k-th scores (its full row) included; RR uses the true scores,
-    not the policy's."""
+    rows of the same policy, a user with tied k-th scores (its full row) included, and both equal the
+    definitions: RR is sum_i p_ij s_ij with the true scores (here not the policy's), although the engine
+    computes it as <u_j, vbar_j>."""
     from rectest.sim.measures import recommendation_sums, sparse_recommendation_sums
 
     R, c, n, d = 2, 9, 40, 5
+    users = random_sphere(R, c, d, gen, dtype=torch.float64)
     creators = random_sphere(R, n, d, gen, dtype=torch.float64)
     seen = torch.rand(R, c, n, generator=gen, dtype=torch.float64) * 2 - 1  # the policy's scores
     seen[0, 4, :5] = 0.999  # five creators tie at user 4's top: all eligible under k = 3
-    true = torch.rand(R, c, n, generator=gen, dtype=torch.float64) * 2 - 1
     policy = Policy(beta=[1.5, 0.5], k=[3, 7]).bind(R, n, torch.device("cpu"), torch.float64)
     draw = policy.draw_top_k(seen, torch.rand(R, c, generator=gen, dtype=torch.float64))
     assert draw.tied is not None and draw.tied[1].tolist() == [4]
     dense = None if draw.tied is None else (*draw.tied, draw.tied_weights)
-    got = sparse_recommendation_sums(draw.weights, draw.creators, draw.total, true, creators, dense)
+    got = sparse_recommendation_sums(draw.weights, draw.creators, draw.total, users, creators, dense)
     w = policy.weights(seen, creators)
-    want = recommendation_sums(w, true, creators, w.sum(-1, keepdim=True))
-    for a, b in zip(got, want, strict=True):
+    want = recommendation_sums(w, users, creators, w.sum(-1, keepdim=True))
+    p = w / w.sum(-1, keepdim=True)
+    vbar = p @ creators  # (R, c, d)
+    rd = (p.unsqueeze(-1) * (creators.unsqueeze(1) - vbar.unsqueeze(2)).pow(2)).sum((-1, -2)).sum(-1)
+    rr = (p * (users @ creators.transpose(1, 2))).sum((-1, -2))  # sum_j sum_i p_ij s_ij
+    for a, b, definition in zip(got, want, (rd, rr), strict=True):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(b, definition, rtol=1e-12, atol=1e-12)
