@@ -353,7 +353,7 @@ class Simulation:
         chosen = torch.empty(R, m, dtype=torch.long, device=self.users.device)
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
         finite = torch.ones(R, dtype=torch.bool, device=self.users.device)  # (R,)
-        parts = self._parts(pol_users, pol_creators, logged)
+        parts = self._parts(pol_creators, logged)
         if parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             pol_creators_t = pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
             for p in parts:
@@ -409,7 +409,7 @@ class Simulation:
         self._block_list = None
         self._lists.clear()
 
-    def _parts(self, pol_users: Tensor, pol_creators: Tensor, logged: bool) -> list[_Part]:
+    def _parts(self, pol_creators: Tensor, logged: bool) -> list[_Part]:
         """The blocks of replicas (:meth:`_blocks`) this step scores full rows for: on unlogged steps, those
         not drawn by rejection."""
         out = []
