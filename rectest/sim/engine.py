@@ -391,12 +391,8 @@ class Simulation:
             size = R
             if self.users.device.type == "cpu":
                 size = max(1, CPU_MAX_CHUNK_ELEMENTS // (min(m, CPU_MIN_CHUNK_ROWS) * n))
-            if self.policy.parts is None:
-                kinds = [(list(range(R)), self.policy)]
-            else:
-                kinds = [(rs.tolist(), part) for rs, part in self.policy.parts]
             self._block_list = []
-            for rs, part in kinds:
+            for rs, part in self.policy.kinds():
                 computed = [i for i, r in enumerate(rs) if r not in self.twins.followers]  # positions in rs
                 for a in range(0, len(computed), size):
                     block = computed[a : a + size]
@@ -498,11 +494,12 @@ class Simulation:
         if self.twins:  # followers' measures are their leaders'
             computed = torch.tensor(self.twins.computed(list(range(self.replicas))), device=creators.device)
             creators, sample = creators.index_select(0, computed), sample.index_select(0, computed)
+            leaders = self.twins.positions(self.replicas, creators.device)  # (R,) into the computed replicas
         chunk = self._chunk(n, creators.shape[0])
         cd, tp, clusters = M.creator_pair_measures(creators, chunk)  # one pass over pairs
         ud = M.user_diversity(sample, self._chunk(sample.shape[1], sample.shape[0]))
         if self.twins:
-            cd, tp, clusters, ud = (self.twins.expand(x, self.replicas) for x in (cd, tp, clusters, ud))
+            cd, tp, clusters, ud = (x[leaders] for x in (cd, tp, clusters, ud))
         values = {
             M.CD: cd,
             M.RD: rd,

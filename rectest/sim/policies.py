@@ -269,17 +269,18 @@ class BoundPolicy:
         )
         return BoundPolicy(sub, len(replicas), self.n, device, dtype)
 
+    def kinds(self) -> list[tuple[list[int], BoundPolicy]]:
+        """Each kind of policy with its replicas: the parts, or the whole batch when it has one kind."""
+        if self.parts is None:
+            return [(list(range(self.replicas)), self)]
+        return [(rs.tolist(), part) for rs, part in self.parts]
+
     def top1_betas(self) -> list[float | None]:
         """Per replica: its beta if its draw is the argmax from the k-lists (k = 1 on the top-k list path; a
         tie at the top is drawn at random), else None."""
         beta = self._config[1]
-        kinds = (
-            [(list(range(self.replicas)), self)]
-            if self.parts is None
-            else [(rs.tolist(), part) for rs, part in self.parts]
-        )
         out: list[float | None] = [None] * self.replicas
-        for rs, part in kinds:
+        for rs, part in self.kinds():
             if part.topk_only:
                 for i, r in enumerate(rs):
                     if int(part.k[i]) == 1:

@@ -121,12 +121,11 @@ class Twins:
             creators[f] = creators[leader]
         return bool(left)
 
-    def expand(self, values: Tensor, replicas: int) -> Tensor:
-        """``(R, ...)`` from ``(R', ...)`` values of the :meth:`computed` replicas (followers get their leader's)."""
-        computed = self.computed(list(range(replicas)))
-        position = {r: i for i, r in enumerate(computed)}
-        index = [position[self.followers.get(r, r)] for r in range(replicas)]
-        return values[torch.tensor(index, device=values.device)]
+    def positions(self, replicas: int, device: torch.device) -> Tensor:
+        """``(R,)`` each replica's position among the :meth:`computed` ones (a follower: its leader's), to
+        spread values of the computed replicas over all ``R``."""
+        position = {r: i for i, r in enumerate(self.computed(list(range(replicas))))}
+        return torch.tensor([position[self.followers.get(r, r)] for r in range(replicas)], device=device)
 
     def state(self) -> list[list[int]]:
         """``[[follower, leader], ...]`` for checkpoints."""
