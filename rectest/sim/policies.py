@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rectest.sim import select
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.toplists import list_length, top_entries
@@ -31,6 +32,10 @@ _NO_SHIFT_BETA = 40.0
 # sum over all n creators for short lists, more for long ones (benchmarks/bench_policies.py; a k = 100 list
 # costs about as much).
 SHORT_LIST = 16
+# With the compiled selection (rectest/sim/select.py), lists are kept up to this k: their check costs less than
+# the kernel below it (ml-100k shape, 48 replicas, one thread: top-20 241 ms a step with lists against 351 ms,
+# top-50 342 against 347 ms, top-100 599 against 372 ms).
+NATIVE_LIST_MAX = 64
 # Batches of top-k replicas alone sample from their k-lists up to this k: beyond it the sorted torch.topk of
 # k + 1 scores costs more than the general path (k-th value, exp, cumulative sum): at the ml-100k shape
 # top-1000 took 4.7 s a step on the list path against 2.2 s for a logged step on the general one
@@ -175,6 +180,7 @@ class BoundPolicy:
         self.any_inf = any(math.isinf(b) for b in beta)
         self.beta = column([0.0 if math.isinf(b) else b for b in beta], device, dtype)  # (R,1,1)
         self.need_shift = any(b > _NO_SHIFT_BETA for b in beta)
+        self.finite_beta = not self.any_inf and not self.need_shift  # exp(beta s) needs no shift nor argmax
         self.k = torch.tensor([int(x) for x in k], device=device).view(-1, 1, 1)  # (R,1,1)
         self.kmax = int(max(x for x in k if x < n)) if any(x < n for x in k) else None
         groups: dict[int, list[int]] = {}
@@ -204,8 +210,12 @@ class BoundPolicy:
         # pure top-k (every replica truncated, nothing else): sample from the k-list without touching all n
         # (lists up to TOPK_LIST_MAX: a sorted torch.topk of a longer list costs more than the full rows)
         self.topk_only = all(x < n for x in k) and untouched and max(k) <= TOPK_LIST_MAX
-        # ... from candidate lists carried across steps (rectest/sim/toplists.py) where they are short enough
-        self.list_length = list_length(self.kmax + 1, n) if self.topk_only else None
+        # the k-th value by the compiled kernel (rectest/sim/select.py: CPU, float32), else torch.topk
+        self.native = select.available(device, dtype)
+        # ... from candidate lists carried across steps (rectest/sim/toplists.py) where they are short enough, or
+        # where the kernel is not there (for k <= NATIVE_LIST_MAX a list costs less than the kernel)
+        use_lists = self.topk_only and not (self.native and self.kmax > NATIVE_LIST_MAX)
+        self.list_length = list_length(self.kmax + 1, n) if use_lists else None
         # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
         # part by part, each part with its own fast path: a replica's draws never depend on its companions
         mmr = as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None]
@@ -309,9 +319,19 @@ class BoundPolicy:
                         part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas)),
                     )
             return w
-        keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
-        w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
-        del keep
+        if (
+            self.native
+            and self.kmax is not None
+            and self.mmr is None
+            and self.tau is None
+            and self.finite_beta
+        ):
+            # the compiled selection writes the mask and beta * s in one pass
+            w, fallback = select.top_weights(scores, self.k.view(-1, 1), self.beta.view(-1, 1)), None
+        else:
+            keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
+            w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)
+            del keep
         if self.rho is not None:
             w = self._diversity_aware(scores, creators, w, fallback)
         if self.eps is not None:
@@ -347,14 +367,14 @@ class BoundPolicy:
             The choices and the distribution they were drawn from (:class:`TopkDraw`).
         """
         kmax = self.kmax
-        vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
-        k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
-        kth = vals.gather(-1, k - 1)  # (R, c, 1)
-        tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible
-        rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
-        w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
-        idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
-        w = w.gather(-1, order)  # (R, c, kmax) the weights of idx
+        if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
+            kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax)  # (R, c), (R, c), (R, c, kmax)
+            tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
+            kth = kth.unsqueeze(-1)  # (R, c, 1)
+            rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
+            w = torch.mul(scores.gather(-1, idx), self.beta).exp_() * (rank < self.k)  # (R, c, kmax)
+        else:
+            kth, tied, w, idx = self._top_from_lists(scores, lists)
         cdf = w.cumsum(-1)  # (R, c, kmax)
         total = cdf[..., -1:]  # (R, c, 1)
         target = uniforms.to(cdf.dtype).unsqueeze(-1) * total  # (R, c, 1)
@@ -369,6 +389,19 @@ class BoundPolicy:
             draw.tied, draw.tied_weights = (r, c), full
         return draw
 
+    def _top_from_lists(self, scores: Tensor, lists: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """The k-th value ``(R, c, 1)``, the ties ``(R, c)``, and the weights and creators ``(R, c, kmax)`` of
+        each user's top k in index order, from ``torch.topk`` of the candidate lists (or of the full rows)."""
+        kmax = self.kmax
+        vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
+        k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
+        kth = vals.gather(-1, k - 1)  # (R, c, 1)
+        tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible
+        rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
+        w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
+        idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
+        return kth, tied, w.gather(-1, order), idx
+
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:
         """Eligible creators as a float 0/1 mask ``(R, c, n)`` (None = all), and the ``(R, c, 1)`` 0/1
@@ -376,6 +409,8 @@ class BoundPolicy:
         keep = None
         if self.mmr is not None:
             keep = self._mmr_list(scores, creators)
+        elif self.kmax is not None and self.native:  # the compiled selection writes the mask (k = n: all 1)
+            keep = select.top_mask(scores, self.k.view(-1, 1))[0]
         elif self.kmax is not None:
             keep = _at_least(scores, self._kth_largest(scores))  # ties at the k-th score are all eligible
         if self.tau is None:

@@ -1,0 +1,190 @@
+"""Exact top-k selection on CPU from a small compiled kernel (``select.c``), torch's ``topk`` elsewhere.
+
+``torch.topk`` costs 16-25 us a row of 1,682-2,000 scores on this project's CPU whatever ``k`` is (it sorts
+index pairs), while the policies only need the ``k``-th largest score of each row (the eligible set is
+``s >= kth``) and, for short lists, the eligible creators in index order. ``select.c`` finds the ``k``-th value
+by a binary search over the bits of the scores, one vectorised counting pass per bit, in a buffer the L1 cache
+holds: a few microseconds a row. The value is an element of the row, so every result is bit for bit what
+``torch.topk`` gives, and the draws do not change.
+
+The kernel is compiled at first use with the system's C compiler into a per-user cache (a fraction of a
+second) and called through ``ctypes``, which releases the GIL, so rows are split over ``torch.get_num_threads()``
+threads. Without a C compiler, with ``RECTEST_NATIVE=0``, or for tensors that are not float32 on the CPU,
+:func:`available` is False and the policies use ``torch.topk`` (on CUDA ``torch.topk`` is the fast path).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import os
+import shutil
+import subprocess
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from functools import cache
+from pathlib import Path
+
+import torch
+from torch import Tensor
+
+SOURCE = Path(__file__).with_name("select.c")
+FLAGS = ("-O3", "-march=native", "-shared", "-fPIC")
+MIN_ROWS_PER_THREAD = 64  # fewer rows than this: one call, no threads
+_threads: ThreadPoolExecutor | None = None
+
+
+def _cpu_signature() -> str:
+    """The CPU's feature flags (``-march=native`` code must not be loaded on another CPU)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith(("flags", "Features")):
+                return line
+    except OSError:
+        pass
+    return os.uname().machine
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    """The compiled kernel, built once per source, compiler flags and CPU; None if it cannot be built."""
+    if os.environ.get("RECTEST_NATIVE", "1") == "0":
+        return None
+    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
+    if compiler is None:
+        return None
+    source = SOURCE.read_bytes()
+    tag = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_signature().encode()).hexdigest()[:16]
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rectest"
+    target = cache_dir / f"select-{tag}.so"
+    try:
+        if not target.exists():
+            cache_dir.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:  # built aside, then moved in atomically
+                built = Path(tmp) / target.name
+                subprocess.run(
+                    [compiler, *FLAGS, str(SOURCE), "-o", str(built)],
+                    check=True,
+                    capture_output=True,
+                    timeout=120,
+                )
+                os.replace(built, target)
+        lib = ctypes.CDLL(str(target))
+    except (OSError, subprocess.SubprocessError):
+        return None
+    i64, ptr = ctypes.c_int64, ctypes.c_void_p
+    lib.select_rows.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr]
+    lib.select_rows.restype = ctypes.c_int
+    return lib
+
+
+def available(device: torch.device, dtype: torch.dtype) -> bool:
+    """True if :func:`select` handles scores of this device and dtype (float32 on the CPU, and the kernel could
+    be built)."""
+    return torch.device(device).type == "cpu" and dtype == torch.float32 and _library() is not None
+
+
+def select(scores: Tensor, k: Tensor, kmax: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+    """The ``k``-th largest score of each row, how many scores reach it, and the first ``kmax`` of them.
+
+    Args:
+        scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
+        k: integer ranks in ``[1, n]``, broadcastable to ``scores.shape[:-1]``.
+        kmax: how many indices to return per row (0: none).
+
+    Returns:
+        ``(...)`` the k-th largest values (``torch.topk(k).values.min()``, bit for bit), ``(...)`` int64 the
+        number of scores ``>= kth`` (``k`` unless the k-th value ties with the next), and ``(..., kmax)`` int64
+        the indices of the first ``kmax`` such scores in index order (padded with the last one when fewer).
+    """
+    kth, count, idx, _, _ = _run(scores, k, kmax, False, None)
+    return kth, count, idx
+
+
+def top_mask(scores: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
+    """The float 0/1 mask of the scores at least each row's ``k``-th largest, and their number.
+
+    Args:
+        scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
+        k: integer ranks in ``[1, n]``, broadcastable to ``scores.shape[:-1]``.
+
+    Returns:
+        ``(..., n)`` float32 1 where ``scores >= kth`` (ties at the k-th value included) else 0, and ``(...)``
+        int64 the count of ones (``k`` unless the k-th value ties with the next).
+    """
+    _, count, _, mask, _ = _run(scores, k, 0, True, None)
+    return mask, count
+
+
+def top_weights(scores: Tensor, k: Tensor, beta: Tensor) -> Tensor:
+    """``exp(beta * s)`` on each row's top ``k`` (ties at the k-th value included), 0 elsewhere: the weights of
+    softmax(beta) truncated to the top k, bit for bit ``torch.mul(s, beta).exp_() * mask``.
+
+    Args:
+        scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
+        k: integer ranks in ``[1, n]``, broadcastable to ``scores.shape[:-1]``.
+        beta: finite scales ``<= 40`` (no overflow), broadcastable to ``scores.shape[:-1]``.
+
+    Returns:
+        ``(..., n)`` float32 weights.
+    """
+    scale = torch.as_tensor(beta, dtype=torch.float32).expand(scores.shape[:-1]).reshape(-1).contiguous()
+    _, _, _, mask, logits = _run(scores, k, 0, True, scale)
+    return logits.exp_().mul_(mask)
+
+
+def _run(
+    scores: Tensor, k: Tensor, kmax: int, with_mask: bool, scale: Tensor | None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """Call the kernel over the rows of ``scores``, split over ``torch.get_num_threads()`` threads."""
+    lead, n = scores.shape[:-1], scores.shape[-1]
+    flat = scores.reshape(-1, n).contiguous()  # (B, n)
+    ranks = torch.as_tensor(k, dtype=torch.int64).expand(lead).reshape(-1).contiguous()  # (B,)
+    rows = flat.shape[0]
+    if rows and not bool(((ranks >= 1) & (ranks <= n)).all()):
+        raise ValueError(f"select: ranks must lie in [1, {n}]")
+    kth = torch.empty(rows, dtype=torch.float32)
+    count = torch.empty(rows, dtype=torch.int64)
+    idx = torch.empty(rows, kmax, dtype=torch.int64)
+    mask = torch.empty(rows, n if with_mask else 0, dtype=torch.float32)
+    logits = torch.empty(rows, n if scale is not None else 0, dtype=torch.float32)
+    lib = _library()
+    if lib is None:
+        raise RuntimeError("select: the kernel is not available (check available() first)")
+
+    def run(a: int, b: int) -> int:
+        return lib.select_rows(
+            b - a,
+            n,
+            flat[a].data_ptr(),
+            ranks[a].data_ptr(),
+            kth[a].data_ptr(),
+            count[a].data_ptr(),
+            idx[a].data_ptr() if kmax else None,
+            kmax,
+            mask[a].data_ptr() if with_mask else None,
+            logits[a].data_ptr() if scale is not None else None,
+            scale[a].data_ptr() if scale is not None else None,
+        )
+
+    workers = max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD))
+    bounds = [rows * i // workers for i in range(workers + 1)]
+    spans = [(a, b) for a, b in zip(bounds, bounds[1:], strict=False) if b > a]
+    if len(spans) <= 1:
+        codes = [run(a, b) for a, b in spans]
+    else:
+        codes = list(_pool().map(lambda ab: run(*ab), spans))
+    if any(codes):
+        raise MemoryError("select: out of memory for a row buffer")
+    shaped = (x.view(*lead, x.shape[-1]) for x in (idx, mask, logits))
+    return kth.view(lead), count.view(lead), *shaped
+
+
+def _pool() -> ThreadPoolExecutor:
+    """A shared pool of threads for the kernel's calls (ctypes releases the GIL)."""
+    global _threads
+    if _threads is None or _threads._max_workers < torch.get_num_threads():
+        _threads = ThreadPoolExecutor(
+            max_workers=torch.get_num_threads(), thread_name_prefix="rectest-select"
+        )
+    return _threads

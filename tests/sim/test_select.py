@@ -1,0 +1,101 @@
+"""The compiled top-k selection (rectest.sim.select): the k-th value bit for bit torch.topk's, the counts and the
+index lists it promises, and the engine's trajectories unchanged whether it or torch.topk selects."""
+
+import pytest
+import torch
+
+from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere, select
+
+pytestmark = pytest.mark.skipif(
+    not select.available(torch.device("cpu"), torch.float32),
+    reason="no C compiler here (or RECTEST_NATIVE=0): the kernel cannot be built, the policies use torch.topk",
+)
+
+
+def check_rows(scores: torch.Tensor, k: torch.Tensor, kmax: int) -> None:
+    """``select`` against its definition on every row: the k-th value of a full sort, the count of scores at
+    least it, the first ``kmax`` such indices in index order (padded with the last); ``top_mask`` the 0/1 mask;
+    ``top_weights`` the truncated softmax's weights."""
+    kth, count, idx = select.select(scores, k, kmax)
+    mask, mask_count = select.top_mask(scores, k)
+    assert torch.equal(mask_count, count)
+    assert torch.equal(mask, (scores >= kth.unsqueeze(-1)).float())
+    beta = torch.rand(scores.shape[:-1]) * 3
+    weights = select.top_weights(scores, k, beta)  # as the policies' softmax over the top k
+    assert torch.equal(weights, torch.mul(scores, beta.unsqueeze(-1)).exp_() * mask)
+    flat = scores.reshape(-1, scores.shape[-1])
+    ranks = k.expand(scores.shape[:-1]).reshape(-1)
+    lists = idx.reshape(flat.shape[0], kmax)
+    for row, r, v, c, ix in zip(flat, ranks, kth.reshape(-1), count.reshape(-1), lists, strict=True):
+        ref = row.topk(int(r)).values[-1]
+        assert v == ref  # the same float (bit for bit but for the sign of a zero, as equal scores)
+        at_least = (row >= ref).nonzero().flatten()  # in index order
+        assert int(c) == at_least.numel()
+        if kmax:
+            want = at_least[:kmax].tolist()
+            want += [want[-1]] * (kmax - len(want))
+            assert ix.tolist() == want
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 65, 1682])
+def test_kth_value_counts_and_indices_equal_the_definition(gen, n):
+    R, c = 3, 40
+    users = random_sphere(R, c, 8, gen)
+    creators = random_sphere(R, n, 8, gen)
+    scores = users @ creators.transpose(1, 2)  # (R, c, n) cosines
+    for k in sorted({1, min(2, n), max(1, n // 3), n}):
+        check_rows(scores, torch.tensor(k), kmax=min(k + 2, n))
+    per_row = torch.randint(1, n + 1, (R, c), generator=gen)
+    check_rows(scores, per_row, kmax=0)
+    check_rows(scores[:, ::2], per_row[:, ::2], kmax=3)  # a strided view is read as its values
+
+
+def test_ties_signed_zeros_and_infinities(gen):
+    n = 100
+    scores = torch.randint(-3, 4, (50, n), generator=gen).float() / 4  # many exact ties
+    scores[0] = 0.0
+    scores[1, ::2] = -0.0  # -0 and +0 are equal scores
+    scores[2, :3] = torch.tensor([torch.inf, -torch.inf, torch.inf])
+    for k in (1, 2, 10, 50, n):
+        check_rows(scores, torch.tensor(k), kmax=12)
+    kth, count, _ = select.select(scores, torch.tensor(10))
+    assert bool((count >= 10).all()) and bool((count > 10).any())  # ties counted: the caller sees them
+
+
+def test_ranks_outside_the_row_are_refused():
+    with pytest.raises(ValueError, match=r"ranks must lie in \[1, 5\]"):
+        select.select(torch.zeros(2, 5), torch.tensor(6))
+
+
+@pytest.mark.parametrize(
+    "policy",
+    [
+        {"k": [70, 90, 70, 120]},  # the top-k list path (k > NATIVE_LIST_MAX: the kernel, not the lists)
+        # the general path (the weights of the top k over the full row), mixed with a short list
+        {"k": [300, 2, 500, 600]},
+        {"k": [300, 450, 300, 450], "tau": 0.1, "eps": 0.05},  # truncations and uniform traffic together
+    ],
+)
+def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
+    """The kernel changes nothing but the cost: the same choices at every step, the same vectors and the same
+    measures as with torch.topk, with duplicated creators so that k-th values tie."""
+    gen = torch.Generator().manual_seed(3)
+    creators = random_sphere(1, 700, 6, gen)
+    creators[:, 600:] = creators[:, :100]  # 100 creators twice: some k-th values tie
+    state = State(random_sphere(1, 120, 6, gen), creators)
+
+    def run(native: bool) -> tuple[list[torch.Tensor], Simulation]:
+        monkeypatch.setattr(select, "available", lambda device, dtype: native)
+        sim = Simulation(state, Policy(beta=2.0, **policy), Dynamics(), seeds=[0, 1, 2, 3], log_every=5)
+        chosen = [sim.step() for _ in range(25)]
+        monkeypatch.undo()
+        assert all(block.native == native for _, block in sim._blocks())
+        return chosen, sim
+
+    fast, a = run(True)
+    slow, b = run(False)
+    for x, y in zip(fast, slow, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
+    for name in ("CD", "TP", "RD", "RR"):
+        assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
