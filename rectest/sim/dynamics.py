@@ -10,7 +10,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
-from rectest.sim.scoring import normalize
+from rectest.sim.scoring import normalize, normalize_
 from rectest.sim.shards import UserShards, creator_sums
 
 Impact = str | Callable[[Tensor], Tensor]
@@ -172,8 +172,9 @@ class BoundDynamics:
             New ``(R, m, d)`` users and ``(R, n, d)`` creators, on the sphere; under the audience rule a
             creator shown to nobody is returned unchanged (bit for bit).
         """
-        d, n = users.shape[2], creators.shape[1]
-        shown = creators.gather(1, chosen.unsqueeze(-1).expand(-1, -1, d))  # (R, m, d) v_{i_j}
+        (R, m, d), n = users.shape, creators.shape[1]
+        rows = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
+        shown = creators.reshape(R * n, d).index_select(0, rows).view(R, m, d)  # (R, m, d) v_{i_j}
         s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
         new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
         climbed = None
@@ -185,7 +186,7 @@ class BoundDynamics:
         terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
         acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
         pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
-        moved = normalize(creators + self.eta_c * pull / count.clamp_min(1))  # (R, n, d)
+        moved = normalize_((self.eta_c * pull).div_(count.clamp_min(1)).add_(creators))  # (R, n, d)
         new_creators = torch.where(count > 0, moved, creators)
         if climbed is not None:
             new_creators = torch.where(self.climbs, climbed, new_creators)
@@ -194,7 +195,7 @@ class BoundDynamics:
     def _move_users(self, users: Tensor, step: Tensor) -> Tensor:
         """``P(u + step)``, keeping the fixed dimensions (if any) frozen."""
         if self.free is None:
-            return normalize(users + step)
+            return normalize_(step.add_(users))  # (step is a temporary)
         frozen = users * (1 - self.free)  # (R, m, d)
         free = (users + step) * self.free  # (R, m, d)
         frozen_sq = (frozen * frozen).sum(-1, keepdim=True)  # (R, m, 1)

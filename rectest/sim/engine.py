@@ -354,12 +354,10 @@ class Simulation:
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
         finite = torch.ones(R, dtype=torch.bool, device=self.users.device)  # (R,)
         parts = self._parts(pol_creators, logged)
-        if parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
-            pol_creators_t = pol_creators.transpose(1, 2).contiguous()  # (R, d', n)
-            for p in parts:
-                p.creators_t = p.take(pol_creators_t)
-                if logged:  # RD and RR need the true vectors only, not the true scores
-                    p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
+        for p in parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
+            p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
+            if logged:  # RD and RR need the true vectors only, not the true scores
+                p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
         for p in parts:
             users, draws, out = p.take(pol_users), p.take(uniforms), p.take(chosen)
             for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1], p.size)):

@@ -19,6 +19,11 @@ def normalize(x: Tensor) -> Tensor:
     return x / x.norm(dim=-1, keepdim=True).clamp_min(_TINY)
 
 
+def normalize_(x: Tensor) -> Tensor:
+    """:func:`normalize` in place (the same float operations, without a new tensor); returns ``x``."""
+    return x.div_(x.norm(dim=-1, keepdim=True).clamp_min(_TINY))
+
+
 def cosine_scores(users: Tensor, items: Tensor) -> Tensor:
     """Cosine similarity between every user and every item.
 
