@@ -2,12 +2,13 @@
 its simulation time.
 
 The batch is the experiment's: k in {1, 5, 10, n} x 8 seeds (32 replicas), beta = 1, the default dynamics, a
-step logged every 10th. The starting vectors are a run folder's exported embeddings (``embeddings/users.npz`` and
+step logged every 10th; ``--ks 1,10,100,500,1000,n`` gives ``+experiment=topk_movielens``'s batch (48 replicas). The starting vectors are a run folder's exported embeddings (``embeddings/users.npz`` and
 ``items.npz``; e.g. the run of ``python -m rectest.train +experiment=topk data=ml-100k sim.steps=0``: the trained
 MF's 943 x 64 users and 1,682 items), or random unit vectors of that shape without ``--run``. Medians over the
 steps of each kind, so the early steps (lists built, users moving fast) and the late ones both count.
 
     .venv/bin/python benchmarks/bench_topk_batch.py [--run outputs/DATE/TIME] [--steps 100] [--threads 2]
+        [--ks 1,5,10,n]
 """
 
 from __future__ import annotations
@@ -44,12 +45,16 @@ def main() -> None:
     )
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--ks", default="1,5,10,n", help="the k grid, n for no truncation (8 seeds each)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     state = start(args.run)
     n = state.creators.shape[1]
-    k = [x for x in (1, 5, 10, n) for _ in range(8)]
-    sim = Simulation(state, Policy(beta=1.0, k=k), Dynamics(), seeds=list(range(8)) * 4, log_every=LOG_EVERY)
+    grid = [n if x == "n" else int(x) for x in args.ks.split(",")]
+    k = [x for x in grid for _ in range(8)]
+    sim = Simulation(
+        state, Policy(beta=1.0, k=k), Dynamics(), seeds=list(range(8)) * len(grid), log_every=LOG_EVERY
+    )
     times: dict[bool, list[float]] = {False: [], True: []}
     for t in range(args.steps):
         t0 = time.perf_counter()
@@ -58,7 +63,8 @@ def main() -> None:
     unlogged, logged = (statistics.median(times[x]) * 1e3 for x in (False, True))
     source = args.run or "random unit vectors"
     print(
-        f"## topk batch: {state.m} users x {n} creators, d = {state.d}, 32 replicas ({source}), {args.threads} thread(s)\n"
+        f"## topk batch: {state.m} users x {n} creators, d = {state.d}, k in {{{args.ks}}} x 8 seeds ({source}), "
+        f"{args.threads} thread(s)\n"
     )
     print("| step | median ms | / unlogged |\n|---|---:|---:|")
     print(f"| unlogged | {unlogged:.1f} | 1.00 |")
