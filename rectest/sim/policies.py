@@ -418,7 +418,7 @@ class BoundPolicy:
         above = _at_least(scores, self.tau)  # (R, c, n)
         keep = above if keep is None else keep * above
         fallback = 1 - keep.amax(-1, keepdim=True)  # (R, c, 1): 1 where nothing is eligible
-        return keep + fallback, fallback
+        return keep.add_(fallback), fallback  # (keep is this call's own tensor)
 
     def _kth_largest(self, scores: Tensor) -> Tensor:
         """``(R, c, 1)`` the k-th largest score of each row (``-inf`` for untruncated replicas)."""
@@ -466,7 +466,7 @@ class BoundPolicy:
         if keep is not None:
             w.mul_(keep)
         if fallback is not None:
-            w = w * (1 - fallback) + fallback  # uniform over all creators where nothing is eligible
+            w = w.mul_(1 - fallback).add_(fallback)  # uniform over all creators where nothing is eligible
         if self.any_inf:
             top = (scores if masked is None else masked).argmax(-1, keepdim=True)  # (R, c, 1), first maximum
             onehot = torch.zeros_like(w).scatter_(-1, top, 1.0)
