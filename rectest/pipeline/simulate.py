@@ -102,6 +102,21 @@ def build_simulation(start, sweep: Sweep, settings: Settings, sharded: bool = Tr
     )
 
 
+@contextmanager
+def _no_memory_fill() -> Iterator[None]:
+    """Lightning's ``deterministic=True`` leaves ``torch.use_deterministic_algorithms(True)`` on after training,
+    and with it every new tensor is filled with NaN before use (``fill_uninitialized_memory``): an extra pass
+    over each of the engine's temporaries, about a quarter of a step at real-data scale. The engine reads no
+    uninitialised memory, so the simulation runs without the fill (its draws are the same)."""
+    fill = torch.utils.deterministic.fill_uninitialized_memory
+    torch.utils.deterministic.fill_uninitialized_memory = False
+    try:
+        yield
+    finally:
+        torch.utils.deterministic.fill_uninitialized_memory = fill
+
+
+@_no_memory_fill()
 def simulate(
     start,
     sweep: Sweep,
@@ -130,34 +145,6 @@ def simulate(
     Returns:
         The summary written to ``summary.json``.
     """
-    with _no_memory_fill():
-        return _simulate(start, sweep, settings, folder, resume, extra, timings)
-
-
-@contextmanager
-def _no_memory_fill() -> Iterator[None]:
-    """Lightning's ``deterministic=True`` leaves ``torch.use_deterministic_algorithms(True)`` on after training,
-    and with it every new tensor is filled with NaN before use (``fill_uninitialized_memory``): an extra pass
-    over each of the engine's temporaries, about a quarter of a step at real-data scale. The engine reads no
-    uninitialised memory, so the simulation runs without the fill (its draws are the same)."""
-    fill = torch.utils.deterministic.fill_uninitialized_memory
-    torch.utils.deterministic.fill_uninitialized_memory = False
-    try:
-        yield
-    finally:
-        torch.utils.deterministic.fill_uninitialized_memory = fill
-
-
-def _simulate(
-    start,
-    sweep: Sweep,
-    settings: Settings,
-    folder: RunFolder,
-    resume: bool,
-    extra: dict,
-    timings: dict[str, float] | None,
-) -> dict:
-    """:func:`simulate`'s story."""
     replicas, keys = sweep.replicas, sweep.keys
     sim = build_simulation(start, sweep, settings)  # 1.
     params = [{k: r.params[k] for k in keys} for r in replicas]
