@@ -3,15 +3,16 @@
 ``torch.topk`` costs 16-25 us a row of 1,682-2,000 scores on this project's CPU whatever ``k`` is (it sorts
 index pairs), while the policies only need the ``k``-th largest score of each row (the eligible set is
 ``s >= kth``) and, for short lists, the eligible creators in index order. ``select.c`` finds the ``k``-th value
-by a binary search over the bits of the scores, one vectorised counting pass per bit, in a buffer the L1 cache
-holds: a few microseconds a row. The value is an element of the row, so every result is bit for bit what
-``torch.topk`` gives, and the draws do not change.
+in a buffer the L1 cache holds (one pass for ``k <= 24``, else a binary search over the bits of the scores,
+one vectorised counting pass per bit): a few microseconds a row. The value is an element of the row, so every
+result is bit for bit what ``torch.topk`` gives, and the draws do not change.
 
 The kernel is compiled at first use with the system's C compiler into a per-user cache (a fraction of a
 second) and called through ``ctypes``. It splits the rows over ``torch.get_num_threads()`` OpenMP threads, on
 torch's own OpenMP runtime where torch ships libgomp (its threads would otherwise spin beside the kernel's:
-a Python thread pool measured 1.4x slower than one thread). Without a C compiler, with ``RECTEST_NATIVE=0``, or for tensors that are not float32 on the CPU,
-:func:`available` is False and the policies use ``torch.topk`` (on CUDA ``torch.topk`` is the fast path).
+a Python thread pool measured 1.4x slower than one thread). Without a C compiler, with ``RECTEST_NATIVE=0``,
+or for tensors that are not float32 on the CPU, :func:`available` is False and the policies use
+``torch.topk`` (on CUDA ``torch.topk`` is the fast path).
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from torch import Tensor
 
 SOURCE = Path(__file__).with_name("select.c")
 FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-fopenmp")
-MIN_ROWS_PER_THREAD = 64  # fewer rows than this: one call, no threads
+MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows: fewer threads)
 
 
 def _cpu_signature() -> str:
