@@ -354,11 +354,9 @@ class Simulation:
         sums = torch.zeros(2, R, dtype=self.users.dtype, device=self.users.device)  # RD's and RR's terms
         finite = torch.ones(R, dtype=torch.bool, device=self.users.device)  # (R,)
         parts = self._parts(pol_creators, logged)
-        for p in parts:  # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
-            p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
+        for p in parts:
             if logged:  # RD and RR need the true vectors only, not the true scores
                 p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
-        for p in parts:
             users, draws, out = p.take(pol_users), p.take(uniforms), p.take(chosen)
             for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1], p.size)):
                 rows = slice(a, b)
@@ -416,6 +414,8 @@ class Simulation:
             replicas = torch.tensor(rs, device=self.users.device)
             p = _Part(replicas, span, policy, rejected, lists=self._top_lists(policy))
             p.creators = p.take(pol_creators)
+            # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
+            p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
             out.append(p)
         return out
 

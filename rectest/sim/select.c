@@ -61,10 +61,10 @@ static uint32_t kth_small(const uint32_t *keys, int64_t n, int64_t k) {
     }
     for (int64_t j0 = k; j0 < n; j0 += BLOCK) {
         int64_t len = n - j0 < BLOCK ? n - j0 : BLOCK;
-        uint32_t last = top[k - 1], mask = 0; /* a key must exceed the k-th to enter */
-        for (int64_t i = 0; i < len; ++i) mask |= (uint32_t)(keys[j0 + i] > last) << i;
-        for (; mask; mask &= mask - 1) { /* the candidates in order, each against the k-th as it rises */
-            uint32_t key = keys[j0 + __builtin_ctz(mask)];
+        uint32_t last = top[k - 1], bits = 0; /* a key must exceed the k-th to enter */
+        for (int64_t i = 0; i < len; ++i) bits |= (uint32_t)(keys[j0 + i] > last) << i;
+        for (; bits; bits &= bits - 1) { /* the candidates in order, each against the k-th as it rises */
+            uint32_t key = keys[j0 + __builtin_ctz(bits)];
             if (key <= top[k - 1]) continue;
             int64_t i = k - 1;
             for (; i > 0 && top[i - 1] < key; --i) top[i] = top[i - 1];
@@ -132,10 +132,10 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         } else {
             for (int64_t j0 = 0; j0 < n; j0 += 64) { /* a 64-bit mask per block, its set bits read in order */
                 int64_t len = n - j0 < 64 ? n - j0 : 64;
-                uint64_t mask = 0;
-                for (int64_t i = 0; i < len; ++i) mask |= (uint64_t)(s[j0 + i] >= v) << i;
-                for (; mask && found < kmax; mask &= mask - 1) out[found++] = j0 + __builtin_ctzll(mask);
-                found += __builtin_popcountll(mask);
+                uint64_t bits = 0;
+                for (int64_t i = 0; i < len; ++i) bits |= (uint64_t)(s[j0 + i] >= v) << i;
+                for (; bits && found < kmax; bits &= bits - 1) out[found++] = j0 + __builtin_ctzll(bits);
+                found += __builtin_popcountll(bits);
             }
         }
         count[r] = found;
