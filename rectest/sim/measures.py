@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
+from rectest.sim import pairs
 from rectest.sim.shards import MIN, SUM, UserShards
 
 CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
@@ -76,35 +77,67 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
     endpoints of the pairs ``i < k`` with cosine ``>= cosine`` (None once they exceed the budget).
 
     The Gram matrix is symmetric, so each chunk of rows ``a:b`` meets only the columns ``k >= a``: the pairs
-    ``i < k`` once (counted twice), the diagonal apart, half the work of all ``n x n`` pairs.
+    ``i < k`` once (counted twice), the diagonal apart, half the work of all ``n x n`` pairs. On the CPU in
+    float32 one compiled pass (``pairs.c``) sums each chunk's rows; elsewhere torch's operations do.
     """
     R, n, _ = v.shape
+    edges: list[Tensor] | None = [] if cosine is not None else None
+    found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
+    rows = _PairRows(R, n, v.device) if pairs.available(v.device, v.dtype) else None
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     diag_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
-    edges: list[Tensor] | None = [] if cosine is not None else None
-    found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
     vt = v.transpose(1, 2).contiguous()  # (R, d, n): a matmul with a transposed view is up to 2x slower
     for a, b in _row_chunks(n, chunk):
         c = b - a
         gram = v[:, a:b] @ vt[:, :, a:]  # (R, c, n - a): columns k >= a
         block = gram[:, :, :c]  # (R, c, c) the pairs inside the chunk
-        lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
-        diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
-        block.masked_fill_(lower, 0.0)
-        abs_sum += gram.abs().sum((1, 2))  # pairs i < k (5x faster than vector_norm(ord=1) on CPU)
-        if edges is not None and bool(gram.amax() >= cosine):  # (a compare pass costs 10 maxima)
-            r, i, k = (gram >= cosine).nonzero(as_tuple=True)  # (E',) each, i < k only
+        if rows is not None:
+            linked = rows.add(gram, a, 2.0 if cosine is None else cosine)  # pairs i < k with cosine >= cosine
+        else:
+            lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
+            diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
+            block.masked_fill_(lower, 0.0)
+            abs_sum += gram.abs().sum((1, 2))  # pairs i < k (5x faster than vector_norm(ord=1) on CPU)
+            linked = int(edges is not None and bool(gram.amax() >= cosine))  # (a compare costs 10 maxima)
+        if edges is not None and linked:
+            hits = gram >= cosine  # (R, c, n - a)
+            hits[:, :, :c] &= torch.ones(c, c, dtype=torch.bool, device=v.device).triu_(1)  # pairs i < k only
+            r, i, k = hits.nonzero(as_tuple=True)  # (E',) each
             found += int(r.numel())
             if found > budget:
                 edges = None  # dense: collapsed into few clusters
             else:
                 edges.append(torch.stack([r * n + i + a, r * n + k + a], 1))
-        block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
-        dist_sum += torch.rsub(gram, 2, alpha=2).clamp_min_(0).sqrt_().sum((1, 2))  # sqrt(2 - 2 cos)
+        if rows is None:
+            block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
+            dist_sum += torch.rsub(gram, 2, alpha=2).clamp_min_(0).sqrt_().sum((1, 2))  # sqrt(2 - 2 cos)
+    if rows is not None:
+        dist_sum, abs_sum, diag_sum = (x.to(v.dtype) for x in rows.totals())
     cd = 2 * dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
-    pairs = None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
-    return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs
+    pairs_found = None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
+    return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs_found
+
+
+class _PairRows:
+    """Per-row pair sums from the compiled pass (:func:`rectest.sim.pairs.row_sums`), totalled per replica
+    once all rows are in: the totals do not depend on the chunking."""
+
+    def __init__(self, replicas: int, n: int, device: torch.device):
+        self.sums = torch.zeros(3, replicas, n, dtype=torch.float64, device=device)  # dist, abs, diag
+
+    def add(self, gram: Tensor, a: int, cosine: float) -> int:
+        """Rows ``a .. a + c - 1`` from their chunk ``gram`` ``(R, c, n - a)``; returns how many of their pairs
+        ``i < k`` have cosine ``>= cosine``."""
+        c = gram.shape[1]
+        dist, abs_sum, diag, linked = pairs.row_sums(gram, cosine)  # (R, c) each
+        self.sums[0, :, a : a + c], self.sums[1, :, a : a + c], self.sums[2, :, a : a + c] = dist, abs_sum, diag
+        return int(linked.sum())
+
+    def totals(self) -> Tensor:
+        """``(3, R)`` the sums of the distances and of the absolute cosines over the pairs ``i < k``, and of
+        the diagonal's absolute cosines."""
+        return self.sums.sum(-1)
 
 
 def _components(edges: Tensor, replicas: int, n: int) -> Tensor:

@@ -7,74 +7,32 @@ in a buffer the L1 cache holds (one pass for ``k <= 24``, else a binary search o
 one vectorised counting pass per bit): a few microseconds a row. The value is an element of the row, so every
 result is bit for bit what ``torch.topk`` gives, and the draws do not change.
 
-The kernel is compiled at first use with the system's C compiler into a per-user cache (a fraction of a
-second) and called through ``ctypes``. It splits the rows over ``torch.get_num_threads()`` OpenMP threads, on
-torch's own OpenMP runtime where torch ships libgomp (its threads would otherwise spin beside the kernel's:
-a Python thread pool measured 1.4x slower than one thread). Without a C compiler, with ``RECTEST_NATIVE=0``,
-or for tensors that are not float32 on the CPU, :func:`available` is False and the policies use
-``torch.topk`` (on CUDA ``torch.topk`` is the fast path).
+The kernel is built and loaded by :mod:`rectest.sim.native` (compiled at first use, run on torch's OpenMP
+threads). Without it, :func:`available` is False and the policies use ``torch.topk`` (on CUDA ``torch.topk``
+is the fast path).
 """
 
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 from functools import cache
-from pathlib import Path
 
 import torch
 from torch import Tensor
 
-SOURCE = Path(__file__).with_name("select.c")
-FLAGS = ("-O3", "-march=native", "-shared", "-fPIC", "-fopenmp")
+from rectest.sim import native
+
 MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows: fewer threads)
-
-
-def _cpu_signature() -> str:
-    """The CPU's feature flags (``-march=native`` code must not be loaded on another CPU)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith(("flags", "Features")):
-                return line
-    except OSError:
-        pass
-    return os.uname().machine
 
 
 @cache
 def _library() -> ctypes.CDLL | None:
-    """The compiled kernel, built once per source, compiler flags and CPU; None if it cannot be built."""
-    if os.environ.get("RECTEST_NATIVE", "1") == "0":
-        return None
-    compiler = os.environ.get("CC") or shutil.which("cc") or shutil.which("gcc")
-    if compiler is None:
-        return None
-    source = SOURCE.read_bytes()
-    tag = hashlib.sha256(source + " ".join(FLAGS).encode() + _cpu_signature().encode()).hexdigest()[:16]
-    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rectest"
-    target = cache_dir / f"select-{tag}.so"
-    try:
-        if not target.exists():
-            cache_dir.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:  # built aside, then moved in atomically
-                built = Path(tmp) / target.name
-                subprocess.run(
-                    [compiler, *FLAGS, str(SOURCE), "-o", str(built)],
-                    check=True,
-                    capture_output=True,
-                    timeout=120,
-                )
-                os.replace(built, target)
-        lib = ctypes.CDLL(str(target))
-    except (OSError, subprocess.SubprocessError):
-        return None
-    i64, ptr = ctypes.c_int64, ctypes.c_void_p
-    lib.select_rows.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_int]
-    lib.select_rows.restype = ctypes.c_int
+    """``select.c`` compiled and typed, or None."""
+    lib = native.library("select")
+    if lib is not None:
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.select_rows.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_int]
+        lib.select_rows.restype = ctypes.c_int
     return lib
 
 
@@ -164,7 +122,7 @@ def _run(
         mask.data_ptr() if with_mask else None,
         logits.data_ptr() if scale is not None else None,
         scale.data_ptr() if scale is not None else None,
-        max(1, min(torch.get_num_threads(), rows // MIN_ROWS_PER_THREAD)),
+        native.threads(rows, MIN_ROWS_PER_THREAD),
     )
     if code:
         raise MemoryError("select: out of memory for a row buffer")
