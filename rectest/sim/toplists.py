@@ -19,8 +19,13 @@ No drift bound is assumed: the check uses the current scores, so any list (stale
 
 from __future__ import annotations
 
+import ctypes
+from functools import cache
+
 import torch
 from torch import Tensor
+
+from rectest.sim import native
 
 # A list holds the k wanted entries and as many again (at least LIST_SLACK more): the margin lets a user's
 # ranking shift for several steps before its list must be rebuilt.
@@ -60,13 +65,16 @@ def top_entries(scores: Tensor, k: int, lists: Tensor | None) -> tuple[Tensor, T
     """
     if lists is None:
         return scores.topk(k, dim=-1)
-    idx = lists.long()  # (R, c, L)
-    cand = scores.gather(-1, idx)  # (R, c, L)  1. the list's scores
-    vals, pos = cand.topk(k, dim=-1)  # (R, c, k)
-    scores.scatter_(-1, idx, torch.full_like(cand, -torch.inf))  # 2. the list masked out ...
-    outside = scores.amax(-1)  # (R, c)  ... the best creator outside it
-    scores.scatter_(-1, idx, cand)  # (restored)
-    top = idx.gather(-1, pos)  # (R, c, k)
+    if _available(scores, lists):  # steps 1 and 2 in one compiled pass over each row (toplists.c)
+        vals, top, outside = _check_native(scores, lists, k)
+    else:
+        idx = lists.long()  # (R, c, L)
+        cand = scores.gather(-1, idx)  # (R, c, L)  1. the list's scores
+        vals, pos = cand.topk(k, dim=-1)  # (R, c, k)
+        scores.scatter_(-1, idx, torch.full_like(cand, -torch.inf))  # 2. the list masked out ...
+        outside = scores.amax(-1)  # (R, c)  ... the best creator outside it
+        scores.scatter_(-1, idx, cand)  # (restored)
+        top = idx.gather(-1, pos)  # (R, c, k)
     stale = ~(vals[..., -1] >= outside)  # (R, c)  3. an outside creator could enter the top k (or NaN)
     if bool(stale.any()):  # 4. those users' lists rebuilt from their full rows
         r, c = stale.nonzero(as_tuple=True)  # (s,), (s,)
@@ -75,3 +83,57 @@ def top_entries(scores: Tensor, k: int, lists: Tensor | None) -> tuple[Tensor, T
         vals[r, c] = fresh_vals[:, :k]
         top[r, c] = fresh[:, :k]
     return vals, top
+
+
+MIN_ROWS_PER_THREAD = 64
+
+
+@cache
+def _library() -> ctypes.CDLL | None:
+    """``toplists.c`` compiled and typed, or None."""
+    lib = native.library("toplists")
+    if lib is not None:
+        i64, ptr = ctypes.c_int64, ctypes.c_void_p
+        lib.list_rows.argtypes = [i64, i64, ptr, ptr, i64, i64, ptr, ptr, ptr, ctypes.c_int]
+        lib.list_rows.restype = ctypes.c_int
+    return lib
+
+
+def _available(scores: Tensor, lists: Tensor) -> bool:
+    """The compiled check applies: float32 CPU scores, int32 lists, the kernel built."""
+    return (
+        scores.device.type == "cpu"
+        and scores.dtype == torch.float32
+        and lists.dtype == torch.int32
+        and _library() is not None
+    )
+
+
+def _check_native(scores: Tensor, lists: Tensor, k: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Steps 1 and 2 of :func:`top_entries` from ``toplists.c``: the ``(R, c, k)`` top values of each list
+    (descending; equal values in list order) and their ``(R, c, k)`` int64 creators, and the ``(R, c)`` largest
+    score outside the list (NaN if the row holds a NaN)."""
+    lead, n, length = scores.shape[:-1], scores.shape[-1], lists.shape[-1]
+    if not 1 <= k <= length:
+        raise ValueError(f"top_entries: k={k} entries from lists of {length}")
+    flat = scores.reshape(-1, n).contiguous()  # (B, n)
+    cand = lists.reshape(-1, length).contiguous()  # (B, L)
+    rows = flat.shape[0]
+    vals = torch.empty(rows, k, dtype=torch.float32)
+    top = torch.empty(rows, k, dtype=torch.int64)
+    outside = torch.empty(rows, dtype=torch.float32)
+    code = _library().list_rows(
+        rows,
+        n,
+        flat.data_ptr(),
+        cand.data_ptr(),
+        length,
+        k,
+        vals.data_ptr(),
+        top.data_ptr(),
+        outside.data_ptr(),
+        native.threads(rows, MIN_ROWS_PER_THREAD),
+    )
+    if code:
+        raise MemoryError("top_entries: out of memory for a row buffer")
+    return vals.view(*lead, k), top.view(*lead, k), outside.view(lead)

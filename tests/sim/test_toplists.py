@@ -4,8 +4,18 @@ as they were, and the engine's trajectories equal to a full-row top-k's."""
 import pytest
 import torch
 
-from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere
+from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere, toplists
 from rectest.sim.toplists import initial_lists, list_length, top_entries
+
+
+@pytest.fixture(params=["compiled", "torch"])
+def check_path(request, monkeypatch):
+    """Each test runs with the compiled list check (toplists.c) and with its torch path."""
+    if request.param == "torch":
+        monkeypatch.setattr(toplists, "_available", lambda scores, lists: False)
+    elif toplists._library() is None:
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled list check cannot be built")
+    return request.param
 
 
 def same_top(vals: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor, k: int) -> None:
@@ -18,7 +28,7 @@ def same_top(vals: torch.Tensor, idx: torch.Tensor, scores: torch.Tensor, k: int
 
 
 @pytest.mark.parametrize("k", [1, 5, 12])
-def test_any_list_gives_the_exact_top_k_and_the_failing_rows_are_rebuilt(gen, k):
+def test_any_list_gives_the_exact_top_k_and_the_failing_rows_are_rebuilt(gen, k, check_path):
     R, c, n = 3, 40, 200
     L = list_length(k, n)
     assert L is not None and L >= k
@@ -41,13 +51,43 @@ def test_any_list_gives_the_exact_top_k_and_the_failing_rows_are_rebuilt(gen, k)
     assert torch.equal(vals2, vals) and torch.equal(idx2.sort(-1).values, idx.sort(-1).values)
 
 
-def test_a_nan_row_is_rebuilt_from_its_full_row(gen):
+@pytest.mark.parametrize("where", ["outside", "in the list"])
+def test_a_nan_row_is_rebuilt_from_its_full_row(gen, check_path, where):
     scores = torch.randn(1, 4, 60, generator=gen)
-    scores[0, 2, 50] = float("nan")
-    lists = initial_lists(1, 4, list_length(2, 60), scores.device)
+    lists = scores.topk(list_length(2, 60), -1).indices.int()  # fresh lists: no row needs rebuilding ...
+    scores[0, 2, lists[0, 2, -1] if where == "in the list" else scores[0, 2].argmin()] = float("nan")
     vals, _ = top_entries(scores, 2, lists)
     assert torch.equal(vals[0, [0, 1, 3]], scores[0, [0, 1, 3]].topk(2, -1).values)
-    assert torch.isnan(vals[0, 2]).any()  # as torch.topk reports it: the engine's guards see it
+    assert torch.isnan(vals[0, 2]).any()  # ... but this one: as torch.topk reports it, the engine's guards see it
+
+
+def test_a_new_leader_anywhere_in_the_row_is_seen(gen, check_path):
+    """Fresh lists, then in each row one creator outside its list jumps above all: at every position of the
+    row (the first, the last, each lane of the compiled pass's tail) the row is rebuilt and the leader is first."""
+    n, L = 37, 10
+    scores = torch.rand(1, n, n, generator=gen)
+    lists = scores.topk(L, -1).indices.int()
+    for row in range(n):  # row j's leader at position j (inside its list: no change, the list holds it)
+        scores[0, row, row] = 2.0 + row
+    vals, idx = top_entries(scores, 3, lists)
+    assert torch.equal(idx[0, :, 0], torch.arange(n)) and torch.equal(vals[0, :, 0], 2.0 + torch.arange(n))
+
+
+def test_ties_and_infinities_give_the_same_values_on_both_paths(gen, monkeypatch):
+    """Many exact ties (scores in steps of 1/4) and infinities: the compiled check and the torch path return
+    the same values, indices pointing at them, and rebuild the same rows."""
+    if toplists._library() is None:
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled list check cannot be built")
+    scores = torch.randint(-4, 5, (2, 30, 80), generator=gen).float() / 4
+    scores[0, 0, :5] = torch.tensor([torch.inf, -torch.inf, torch.inf, 0.0, -0.0])
+    scores[1, 1] = -torch.inf
+    lists = torch.stack([torch.randperm(80, generator=gen)[:12] for _ in range(60)]).view(2, 30, 12).int()
+    compiled_lists, torch_lists = lists.clone(), lists.clone()
+    vals, idx = top_entries(scores, 6, compiled_lists)
+    monkeypatch.setattr(toplists, "_available", lambda scores, lists: False)
+    ref_vals, ref_idx = top_entries(scores, 6, torch_lists)
+    assert torch.equal(vals, ref_vals) and torch.equal(scores.gather(-1, idx), vals)
+    assert torch.equal(compiled_lists, torch_lists)  # the same rows rebuilt, from the same full-row topk
 
 
 def test_lists_are_used_only_while_short():

@@ -1,0 +1,74 @@
+/* The candidate-list check of rectest/sim/toplists.py for rows of float32 scores, in one pass over each row.
+ *
+ * For each row: the k largest scores among its list's entries, in descending order (equal scores in list
+ * order), with their creators; and the largest score outside the list (the list's entries set to -inf in the row, one
+ * vectorised maximum, the entries restored: the scores are left as they came). A NaN anywhere in the row gives NaN as
+ * the outside maximum, so that the caller rebuilds the row from torch.topk, as its torch path does.
+ * Compiled and loaded by rectest/sim/native.py. */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The largest of n floats (a vectorised pass); sets *nan if one is NaN. */
+static float max_of(const float *restrict x, int64_t n, int *nan) {
+    float best = -INFINITY;
+    int odd = 0;
+#pragma omp simd reduction(max : best) reduction(| : odd)
+    for (int64_t j = 0; j < n; ++j) {
+        best = x[j] > best ? x[j] : best;
+        odd |= x[j] != x[j];
+    }
+    *nan |= odd;
+    return best;
+}
+
+static int list_range(int64_t first, int64_t last, int64_t n, float *scores, const int32_t *lists, int64_t L,
+                      int64_t k, float *vals, int64_t *idx, float *outside) {
+    float *saved = malloc((size_t)L * sizeof *saved);
+    if (!saved) return -1;
+    for (int64_t r = first; r < last; ++r) {
+        float *s = scores + r * n;
+        const int32_t *list = lists + r * L;
+        float *top = vals + r * k;
+        int64_t *at = idx + r * k;
+        int nan = 0;
+        int64_t filled = 0;
+        for (int64_t q = 0; q < L; ++q) { /* the list's top k kept sorted (the lists come nearly sorted) */
+            int32_t j = list[q];
+            float x = s[j];
+            saved[q] = x;
+            nan |= x != x;
+            if (filled == k && !(x > top[k - 1])) continue;
+            int64_t p = filled < k ? filled++ : k - 1;
+            for (; p > 0 && top[p - 1] < x; --p) {
+                top[p] = top[p - 1];
+                at[p] = at[p - 1];
+            }
+            top[p] = x;
+            at[p] = j;
+        }
+        for (int64_t q = 0; q < L; ++q) s[list[q]] = -INFINITY; /* the list masked out (restored below) */
+        float best = max_of(s, n, &nan);
+        for (int64_t q = 0; q < L; ++q) s[list[q]] = saved[q];
+        outside[r] = nan ? NAN : best;
+    }
+    free(saved);
+    return 0;
+}
+
+/* scores: rows x n; lists: rows x L distinct creators per row (int32); k <= L. Writes vals, idx: rows x k and
+ * outside: rows. Rows are split over `threads` OpenMP threads (torch's own runtime when it is loaded). Returns 0,
+ * or -1 if out of memory. */
+int list_rows(int64_t rows, int64_t n, float *scores, const int32_t *lists, int64_t L, int64_t k,
+              float *vals, int64_t *idx, float *outside, int threads) {
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t a = rows * me / team, b = rows * (me + 1) / team;
+        if (b > a) failed |= list_range(a, b, n, scores, lists, L, k, vals, idx, outside) != 0;
+    }
+    return failed ? -1 : 0;
+}
