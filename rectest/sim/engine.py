@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim import measures as M
+from rectest.sim import native
 from rectest.sim.churn import Churn, CreatorChurn
 from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
@@ -153,6 +154,8 @@ class Simulation:
         self.users = state.users[:, mine].expand(R, -1, -1).clone()  # (R, m, d), this rank's m_r if sharded
         self.creators = state.creators.expand(R, -1, -1).clone()  # (R, n, d)
         device, dtype = self.users.device, self.users.dtype
+        if device.type == "cpu":
+            native.keep_freed_memory()  # each step reuses the last one's pages (rectest.sim.native)
         self.policy = policy.bind(R, state.n, device, dtype)
         self.dynamics = dynamics.bind(R, state.d, device, dtype)
         check_climbers(policy, self.dynamics.rules)

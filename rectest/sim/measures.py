@@ -115,7 +115,9 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
     if rows is not None:
         dist_sum, abs_sum, diag_sum = (x.to(v.dtype) for x in rows.totals())
     cd = 2 * dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
-    pairs_found = None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
+    pairs_found = (
+        None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
+    )
     return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs_found
 
 
@@ -131,7 +133,11 @@ class _PairRows:
         ``i < k`` have cosine ``>= cosine``."""
         c = gram.shape[1]
         dist, abs_sum, diag, linked = pairs.row_sums(gram, cosine)  # (R, c) each
-        self.sums[0, :, a : a + c], self.sums[1, :, a : a + c], self.sums[2, :, a : a + c] = dist, abs_sum, diag
+        self.sums[0, :, a : a + c], self.sums[1, :, a : a + c], self.sums[2, :, a : a + c] = (
+            dist,
+            abs_sum,
+            diag,
+        )
         return int(linked.sum())
 
     def totals(self) -> Tensor:

@@ -30,7 +30,9 @@ def test_row_sums_equal_their_definitions(gen, n, a, c):
     for r in range(R):
         for i in range(c):
             right = g[r, i, i + 1 :]  # the pairs (a + i, k) with k > a + i
-            assert dist[r, i].item() == pytest.approx((2 - 2 * right).clamp_min(0).sqrt().sum().item(), abs=1e-5)
+            assert dist[r, i].item() == pytest.approx(
+                (2 - 2 * right).clamp_min(0).sqrt().sum().item(), abs=1e-5
+            )
             assert abs_sum[r, i].item() == pytest.approx(right.abs().sum().item(), abs=1e-5)
             assert diag[r, i].item() == abs(g[r, i, i].item())
             assert linked[r, i].item() == int((gram[r, i, i + 1 :] >= cosine).sum())
@@ -50,7 +52,9 @@ def test_pair_pass_equals_the_torch_path_and_the_double_loop_in_any_chunking(gen
     native = [M.pairwise_diversity_and_polarization(v, chunk) for chunk in (1, 3, 16, 70, 8192)]
     for cd, tp in native:
         assert torch.equal(cd, native[0][0]) and torch.equal(tp, native[0][1])  # chunk-independent
-        assert torch.allclose(cd.double(), want_cd, atol=1e-6) and torch.allclose(tp.double(), want_tp, atol=1e-6)
+        assert torch.allclose(cd.double(), want_cd, atol=1e-6) and torch.allclose(
+            tp.double(), want_tp, atol=1e-6
+        )
     monkeypatch.setattr(pairs, "available", lambda device, dtype: False)
     for chunk in (3, 70):
         cd, tp = M.pairwise_diversity_and_polarization(v, chunk)

@@ -58,7 +58,9 @@ def test_a_nan_row_is_rebuilt_from_its_full_row(gen, check_path, where):
     scores[0, 2, lists[0, 2, -1] if where == "in the list" else scores[0, 2].argmin()] = float("nan")
     vals, _ = top_entries(scores, 2, lists)
     assert torch.equal(vals[0, [0, 1, 3]], scores[0, [0, 1, 3]].topk(2, -1).values)
-    assert torch.isnan(vals[0, 2]).any()  # ... but this one: as torch.topk reports it, the engine's guards see it
+    assert torch.isnan(
+        vals[0, 2]
+    ).any()  # ... but this one: as torch.topk reports it, the engine's guards see it
 
 
 def test_a_new_leader_anywhere_in_the_row_is_seen(gen, check_path):
