@@ -24,9 +24,17 @@ from torch.utils.tensorboard.summary import hparams as hparams_summary
 
 from rectest.report.geometry import GEOMETRY as GEOMETRY_TAG
 from rectest.report.geometry import geometry_lines
-from rectest.report.groups import setting_groups, step_stats
+from rectest.report.groups import setting_groups
 from rectest.report.layout import TB_DIR
-from rectest.report.values import EXITS, MEASURES, PAPER_MEASURES, REPLICA, format_value, normalize_value
+from rectest.report.values import (
+    EXITS,
+    MEASURES,
+    PAPER_MEASURES,
+    REPLICA,
+    STEP,
+    format_value,
+    normalize_value,
+)
 
 SIM_PREFIX = "sim/"
 """``{"CD": "sim/CD", ...}``: the scalar tag of each measure."""
@@ -103,9 +111,9 @@ class SimScalarLogger:
                 first = int(rows[REPLICA].min())
                 name = run_name(params)
                 self.first_replica[name] = min(first, self.first_replica.get(name, first))
+            means = rows.groupby(STEP, sort=True)[measures].mean()  # (steps, measures): one pass for all
             for measure in measures:
-                stats = step_stats(rows, measure)
-                for step, mean in zip(stats.index, stats["mean"], strict=True):
+                for step, mean in zip(means.index, means[measure], strict=True):
                     writer.add_scalar(sim_tag(measure), float(mean), global_step=int(step))
                     count += 1
             writer.flush()
