@@ -109,12 +109,10 @@ class _CSR:
         """(B,) user indices -> (2, nnz) (row in the batch, item) of every item of every user."""
         start, end = self.indptr[users], self.indptr[users + 1]  # (B,)
         lengths = end - start
-        row = torch.repeat_interleave(torch.arange(len(users)), lengths)  # (nnz,)
-        offset = torch.arange(int(lengths.sum())) - torch.repeat_interleave(
-            lengths.cumsum(0) - lengths, lengths
-        )
-        cols = self.items[torch.repeat_interleave(start, lengths) + offset]  # (nnz,)
-        return torch.stack([row, cols])
+        row = torch.repeat_interleave(torch.arange(len(users)), lengths)  # (nnz,) sorted
+        first = lengths.cumsum(0) - lengths  # (B,) each row's first position in the output
+        at = torch.arange(int(lengths.sum())) + (start - first)[row]  # (nnz,) positions in self.items
+        return torch.stack([row, self.items[at]])
 
     def dense(self, users: Tensor) -> Tensor:
         """(B,) user indices -> (B, n) bool mask of their items."""

@@ -141,11 +141,12 @@ def test_fused_optimizer_refuses_sparse_embeddings(optimizer: str) -> None:
         RecommenderTask(net, "implicit", "bpr", optimizer=optimizer, fused=True)
 
 
-@pytest.mark.parametrize("exclude", [False, True])
+@pytest.mark.parametrize("exclude", [False, True, "shuffled"])
 @pytest.mark.parametrize("t", [0.2, 0.005])
-def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, t: float, monkeypatch) -> None:
+def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude, t: float, monkeypatch) -> None:
     """Value and gradients of the chunked, fused loss against ``F.cross_entropy`` on the dense masked scores,
-    with chunks smaller than the batch, positives among the seen items or not; scores up to 1 / t = 5 (exp
+    with chunks smaller than the batch, positives among the seen items or not, the excluded pairs in row order or
+    not; scores up to 1 / t = 5 (exp
     without the row maximum) and 200 (beyond ``EXP_LIMIT``: the row maximum subtracted)."""
     import rectest.models.full_softmax as fused
 
@@ -157,6 +158,8 @@ def test_the_fused_full_softmax_equals_the_dense_cross_entropy(exclude: bool, t:
     seen_items = torch.stack([torch.randperm(n, generator=g)[:h] for _ in range(B)])  # (B, h)
     pos = torch.where(torch.arange(B) % 2 == 0, seen_items[:, 0], torch.randint(n, (B,), generator=g))
     pairs = torch.stack([torch.arange(B).repeat_interleave(h), seen_items.reshape(-1)]) if exclude else None
+    if exclude == "shuffled":  # pairs not grouped by row (the datamodule's are): sorted by the loss
+        pairs = pairs[:, torch.randperm(B * h, generator=g)]
     u1, v1 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
     u2, v2 = users.clone().requires_grad_(True), items.clone().requires_grad_(True)
     got = fused.full_softmax_loss(u1, v1, pos, t, pairs)
