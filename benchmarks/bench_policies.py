@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_sim import best_time as best  # noqa: E402  (fastest of n timed calls after a warm-up)
 
-from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
+from rectest.sim import Dynamics, Policy, Simulation, State, native, random_sphere  # noqa: E402
 from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS, CPU_MIN_CHUNK_ROWS  # noqa: E402
 
 SHAPES = {"ml100k": (943, 1682, 16, 48), "ml20m": (138_493, 2000, 16, 1)}
@@ -89,7 +89,10 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, {args.threads} thread(s)")
+    kept = (
+        native.keep_freed_memory()
+    )  # the engine's allocator setting, for the floor too (it is process-wide)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), freed memory kept for reuse: {kept}")
     for shape in SHAPES if args.shape == "both" else [args.shape]:
         table(shape, args.repeats)
 

@@ -25,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench_sim import best_time  # noqa: E402  (this folder is on sys.path when run as a script)
 
-from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere  # noqa: E402
+from rectest.sim import Dynamics, Policy, Simulation, State, native, random_sphere  # noqa: E402
 from rectest.sim.engine import CPU_MAX_CHUNK_ELEMENTS  # noqa: E402
 
 
@@ -68,6 +68,7 @@ def main() -> None:
     parser.add_argument("--chunk", type=int, default=4096)
     args = parser.parse_args()
     m, n, d = args.m, args.n, args.d
+    native.keep_freed_memory()  # the engine's allocator setting, for the floor too (it is process-wide)
     rows = min(args.chunk, max(1, CPU_MAX_CHUNK_ELEMENTS // n))  # the engine's chunk on CPU
     print(
         f"# MovieLens-20M scale: m={m:,} n={n:,} d={d}, {rows} users per chunk, threads={torch.get_num_threads()}"
