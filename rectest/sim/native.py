@@ -75,6 +75,21 @@ def library(name: str) -> ctypes.CDLL | None:
         return None
 
 
+I64, PTR, INT, FLOAT = ctypes.c_int64, ctypes.c_void_p, ctypes.c_int, ctypes.c_float  # the kernels' C types
+
+
+@cache
+def function(name: str, symbol: str, *argtypes: type, restype: type | None = None) -> ctypes._CFuncPtr | None:
+    """The C function ``symbol`` of the kernel ``name`` (:func:`library`) with its argument and result types;
+    None if the kernel cannot be built."""
+    lib = library(name)
+    if lib is None:
+        return None
+    fn = getattr(lib, symbol)
+    fn.argtypes, fn.restype = list(argtypes), restype
+    return fn
+
+
 def threads(rows: int, min_rows: int) -> int:
     """OpenMP threads for ``rows`` rows: torch's thread count, fewer when a thread would get under ``min_rows``."""
     return max(1, min(torch.get_num_threads(), rows // max(1, min_rows)))

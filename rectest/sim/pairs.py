@@ -9,30 +9,24 @@ without it :func:`available` is False and :mod:`rectest.sim.measures` keeps its 
 from __future__ import annotations
 
 import ctypes
-from functools import cache
 
 import torch
 from torch import Tensor
 
 from rectest.sim import native
+from rectest.sim.native import FLOAT, I64, INT, PTR
 
 MIN_ROWS_PER_THREAD = 16
 
 
-@cache
-def _library() -> ctypes.CDLL | None:
-    """``pairs.c`` compiled and typed, or None."""
-    lib = native.library("pairs")
-    if lib is not None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.pair_sums.argtypes = [i64, i64, i64, ptr, ctypes.c_float, ptr, ptr, ptr, ptr, ctypes.c_int]
-        lib.pair_sums.restype = None
-    return lib
+def _kernel() -> ctypes._CFuncPtr | None:
+    """``pair_sums`` of ``pairs.c``, or None."""
+    return native.function("pairs", "pair_sums", I64, I64, I64, PTR, FLOAT, PTR, PTR, PTR, PTR, INT)
 
 
 def available(device: torch.device, dtype: torch.dtype) -> bool:
     """True for float32 CPU chunks when the kernel could be built."""
-    return torch.device(device).type == "cpu" and dtype == torch.float32 and _library() is not None
+    return torch.device(device).type == "cpu" and dtype == torch.float32 and _kernel() is not None
 
 
 def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
@@ -53,11 +47,11 @@ def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor, Tensor, Tenso
     flat = gram.contiguous()
     out = torch.empty(3, R, c, dtype=torch.float64)
     linked = torch.empty(R, c, dtype=torch.int64)
-    lib = _library()
-    if lib is None:
+    kernel = _kernel()
+    if kernel is None:
         raise RuntimeError("row_sums: the kernel is not available (check available() first)")
     rows = R * c
-    lib.pair_sums(
+    kernel(
         R,
         c,
         w,

@@ -15,31 +15,27 @@ is the fast path).
 from __future__ import annotations
 
 import ctypes
-from functools import cache
 
 import torch
 from torch import Tensor
 
 from rectest.sim import native
+from rectest.sim.native import I64, INT, PTR
 
 MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows: fewer threads)
 
 
-@cache
-def _library() -> ctypes.CDLL | None:
-    """``select.c`` compiled and typed, or None."""
-    lib = native.library("select")
-    if lib is not None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.select_rows.argtypes = [i64, i64, ptr, ptr, ptr, ptr, ptr, i64, ptr, ptr, ptr, ctypes.c_int]
-        lib.select_rows.restype = ctypes.c_int
-    return lib
+def _kernel() -> ctypes._CFuncPtr | None:
+    """``select_rows`` of ``select.c``, or None."""
+    return native.function(
+        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, INT, restype=INT
+    )
 
 
 def available(device: torch.device, dtype: torch.dtype) -> bool:
     """True if :func:`select` handles scores of this device and dtype (float32 on the CPU, and the kernel could
     be built)."""
-    return torch.device(device).type == "cpu" and dtype == torch.float32 and _library() is not None
+    return torch.device(device).type == "cpu" and dtype == torch.float32 and _kernel() is not None
 
 
 def select(scores: Tensor, k: Tensor, kmax: int = 0) -> tuple[Tensor, Tensor, Tensor]:
@@ -106,11 +102,11 @@ def _run(
     idx = torch.empty(rows, kmax, dtype=torch.int64)
     mask = torch.empty(rows, n if with_mask else 0, dtype=torch.float32)
     logits = torch.empty(rows, n if scale is not None else 0, dtype=torch.float32)
-    lib = _library()
-    if lib is None:
+    kernel = _kernel()
+    if kernel is None:
         raise RuntimeError("select: the kernel is not available (check available() first)")
 
-    code = lib.select_rows(
+    code = kernel(
         rows,
         n,
         flat.data_ptr(),

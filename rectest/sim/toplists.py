@@ -20,12 +20,12 @@ No drift bound is assumed: the check uses the current scores, so any list (stale
 from __future__ import annotations
 
 import ctypes
-from functools import cache
 
 import torch
 from torch import Tensor
 
 from rectest.sim import native
+from rectest.sim.native import I64, INT, PTR
 
 # A list holds the k wanted entries and as many again (at least LIST_SLACK more): the margin lets a user's
 # ranking shift for several steps before its list must be rebuilt.
@@ -88,15 +88,11 @@ def top_entries(scores: Tensor, k: int, lists: Tensor | None) -> tuple[Tensor, T
 MIN_ROWS_PER_THREAD = 64
 
 
-@cache
-def _library() -> ctypes.CDLL | None:
-    """``toplists.c`` compiled and typed, or None."""
-    lib = native.library("toplists")
-    if lib is not None:
-        i64, ptr = ctypes.c_int64, ctypes.c_void_p
-        lib.list_rows.argtypes = [i64, i64, ptr, ptr, i64, i64, ptr, ptr, ptr, ctypes.c_int]
-        lib.list_rows.restype = ctypes.c_int
-    return lib
+def _kernel() -> ctypes._CFuncPtr | None:
+    """``list_rows`` of ``toplists.c``, or None."""
+    return native.function(
+        "toplists", "list_rows", I64, I64, PTR, PTR, I64, I64, PTR, PTR, PTR, INT, restype=INT
+    )
 
 
 def _available(scores: Tensor, lists: Tensor) -> bool:
@@ -105,7 +101,7 @@ def _available(scores: Tensor, lists: Tensor) -> bool:
         scores.device.type == "cpu"
         and scores.dtype == torch.float32
         and lists.dtype == torch.int32
-        and _library() is not None
+        and _kernel() is not None
     )
 
 
@@ -122,7 +118,7 @@ def _check_native(scores: Tensor, lists: Tensor, k: int) -> tuple[Tensor, Tensor
     vals = torch.empty(rows, k, dtype=torch.float32)
     top = torch.empty(rows, k, dtype=torch.int64)
     outside = torch.empty(rows, dtype=torch.float32)
-    code = _library().list_rows(
+    code = _kernel()(
         rows,
         n,
         flat.data_ptr(),

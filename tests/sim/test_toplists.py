@@ -13,7 +13,7 @@ def check_path(request, monkeypatch):
     """Each test runs with the compiled list check (toplists.c) and with its torch path."""
     if request.param == "torch":
         monkeypatch.setattr(toplists, "_available", lambda scores, lists: False)
-    elif toplists._library() is None:
+    elif toplists._kernel() is None:
         pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled list check cannot be built")
     return request.param
 
@@ -78,7 +78,7 @@ def test_a_new_leader_anywhere_in_the_row_is_seen(gen, check_path):
 def test_ties_and_infinities_give_the_same_values_on_both_paths(gen, monkeypatch):
     """Many exact ties (scores in steps of 1/4) and infinities: the compiled check and the torch path return
     the same values, indices pointing at them, and rebuild the same rows."""
-    if toplists._library() is None:
+    if toplists._kernel() is None:
         pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled list check cannot be built")
     scores = torch.randint(-4, 5, (2, 30, 80), generator=gen).float() / 4
     scores[0, 0, :5] = torch.tensor([torch.inf, -torch.inf, torch.inf, 0.0, -0.0])
