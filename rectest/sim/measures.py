@@ -83,7 +83,9 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
     R, n, _ = v.shape
     edges: list[Tensor] | None = [] if cosine is not None else None
     found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
-    rows = _PairRows(R, n, v.device) if pairs.available(v.device, v.dtype) else None
+    per_row = None  # the compiled pass's sums (3, R, n): distances, |cos| (pairs i < k), the diagonal
+    if pairs.available(v.device, v.dtype):
+        per_row = torch.zeros(3, R, n, dtype=torch.float64, device=v.device)
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     diag_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
@@ -92,8 +94,9 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
         c = b - a
         gram = v[:, a:b] @ vt[:, :, a:]  # (R, c, n - a): columns k >= a
         block = gram[:, :, :c]  # (R, c, c) the pairs inside the chunk
-        if rows is not None:
-            linked = rows.add(gram, a, 2.0 if cosine is None else cosine)  # pairs i < k with cosine >= cosine
+        if per_row is not None:
+            per_row[:, :, a:b], counts = pairs.row_sums(gram, 2.0 if cosine is None else cosine)
+            linked = int(counts.sum())  # pairs i < k with cosine >= cosine
         else:
             lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
             diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
@@ -109,41 +112,16 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
                 edges = None  # dense: collapsed into few clusters
             else:
                 edges.append(torch.stack([r * n + i + a, r * n + k + a], 1))
-        if rows is None:
+        if per_row is None:
             block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
             dist_sum += torch.rsub(gram, 2, alpha=2).clamp_min_(0).sqrt_().sum((1, 2))  # sqrt(2 - 2 cos)
-    if rows is not None:
-        dist_sum, abs_sum, diag_sum = (x.to(v.dtype) for x in rows.totals())
+    if per_row is not None:  # totalled once all rows are in: the same floats for every chunk size
+        dist_sum, abs_sum, diag_sum = per_row.sum(-1).to(v.dtype)
     cd = 2 * dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
     pairs_found = (
         None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
     )
     return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs_found
-
-
-class _PairRows:
-    """Per-row pair sums from the compiled pass (:func:`rectest.sim.pairs.row_sums`), totalled per replica
-    once all rows are in: the totals do not depend on the chunking."""
-
-    def __init__(self, replicas: int, n: int, device: torch.device):
-        self.sums = torch.zeros(3, replicas, n, dtype=torch.float64, device=device)  # dist, abs, diag
-
-    def add(self, gram: Tensor, a: int, cosine: float) -> int:
-        """Rows ``a .. a + c - 1`` from their chunk ``gram`` ``(R, c, n - a)``; returns how many of their pairs
-        ``i < k`` have cosine ``>= cosine``."""
-        c = gram.shape[1]
-        dist, abs_sum, diag, linked = pairs.row_sums(gram, cosine)  # (R, c) each
-        self.sums[0, :, a : a + c], self.sums[1, :, a : a + c], self.sums[2, :, a : a + c] = (
-            dist,
-            abs_sum,
-            diag,
-        )
-        return int(linked.sum())
-
-    def totals(self) -> Tensor:
-        """``(3, R)`` the sums of the distances and of the absolute cosines over the pairs ``i < k``, and of
-        the diagonal's absolute cosines."""
-        return self.sums.sum(-1)
 
 
 def _components(edges: Tensor, replicas: int, n: int) -> Tensor:

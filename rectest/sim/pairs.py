@@ -29,7 +29,7 @@ def available(device: torch.device, dtype: torch.dtype) -> bool:
     return torch.device(device).type == "cpu" and dtype == torch.float32 and _kernel() is not None
 
 
-def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor]:
     """Each row's sums over the pairs right of the diagonal of a chunk of Gram matrices of unit vectors.
 
     Args:
@@ -38,7 +38,7 @@ def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor, Tensor, Tenso
         cosine: the cluster threshold: pairs with cosine at least this are counted.
 
     Returns:
-        ``(R, c)`` float64 each: ``sum_{k > i} sqrt(max(2 - 2 g_ik, 0))``, ``sum_{k > i} |g_ik|`` and
+        ``(3, R, c)`` float64: ``sum_{k > i} sqrt(max(2 - 2 g_ik, 0))``, ``sum_{k > i} |g_ik|`` and
         ``|g_ii|``; ``(R, c)`` int64 ``#{k > i: g_ik >= cosine}``.
     """
     R, c, w = gram.shape
@@ -63,4 +63,4 @@ def row_sums(gram: Tensor, cosine: float) -> tuple[Tensor, Tensor, Tensor, Tenso
         linked.data_ptr(),
         native.threads(rows, MIN_ROWS_PER_THREAD),
     )
-    return out[0], out[1], out[2], linked
+    return out, linked

@@ -25,7 +25,7 @@ def test_row_sums_equal_their_definitions(gen, n, a, c):
     gram = v[:, a : a + c] @ v[:, a:].transpose(1, 2)  # (R, c, n - a)
     gram[0, 0, -1] = 1.5  # beyond 1 (rounding can give it): 2 - 2 cos < 0 is clamped to distance 0
     cosine = 0.5
-    dist, abs_sum, diag, linked = pairs.row_sums(gram, cosine)
+    (dist, abs_sum, diag), linked = pairs.row_sums(gram, cosine)
     g = gram.double()
     for r in range(R):
         for i in range(c):
