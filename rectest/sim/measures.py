@@ -54,38 +54,41 @@ def creator_pair_measures(
 ) -> tuple[Tensor, Tensor, Tensor]:
     """CD, TP and the number of clusters from one pass over all pairs (the logged step's creator measures).
 
-    The cluster graph's edges (pairs with cosine ``>= cosine``) are collected in the same pass as CD and TP
-    while they are few (at most ``EDGE_BUDGET_PER_VECTOR`` per vector on average), and their connected
-    components found by label propagation over the edge list; a state with more edges (collapsed into few
-    clusters) falls back to :func:`count_clusters`. Same values as the three separate functions.
+    On the CPU in float32 the compiled pass joins the cluster graph's edges (pairs with cosine ``>= cosine``)
+    in a union-find forest as it sums CD and TP. Elsewhere the edges are collected in the same pass while they
+    are few (at most ``EDGE_BUDGET_PER_VECTOR`` per vector on average), and their connected components found by
+    label propagation over the edge list; a state with more edges (collapsed into few clusters) falls back to
+    :func:`count_clusters`. Same values as the three separate functions.
 
     Returns:
         ``cd``, ``tp``: ``(R,)`` as :func:`pairwise_diversity_and_polarization`; ``clusters``: ``(R,)`` int64
         as :func:`count_clusters`.
     """
-    cd, tp, edges = _pair_pass(v, chunk, cosine)
-    if edges is None:
+    cd, tp, clusters = _pair_pass(v, chunk, cosine)
+    if clusters is None:
         return cd, tp, count_clusters(v, cosine, chunk)
-    return cd, tp, _components(edges, *v.shape[:2])
+    return cd, tp, clusters
 
 
 EDGE_BUDGET_PER_VECTOR = 8
 
 
 def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Tensor, Tensor | None]:
-    """CD and TP sums over all pairs; with ``cosine``, also the ``(E, 2)`` global (replica * n + index)
-    endpoints of the pairs ``i < k`` with cosine ``>= cosine`` (None once they exceed the budget).
+    """CD and TP sums over all pairs; with ``cosine``, also the ``(R,)`` number of components of the graph of
+    the pairs with cosine ``>= cosine`` (None when the torch path found more edges than its budget).
 
     The Gram matrix is symmetric, so each chunk of rows ``a:b`` meets only the columns ``k >= a``: the pairs
     ``i < k`` once (counted twice), the diagonal apart, half the work of all ``n x n`` pairs. On the CPU in
-    float32 one compiled pass (``pairs.c``) sums each chunk's rows; elsewhere torch's operations do.
+    float32 one compiled pass (``pairs.c``) sums each chunk's rows and joins its linked pairs in a union-find
+    forest; elsewhere torch's operations sum the chunks and gather the edges.
     """
     R, n, _ = v.shape
     edges: list[Tensor] | None = [] if cosine is not None else None
     found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
-    per_row = None  # the compiled pass's sums (3, R, n): distances, |cos| (pairs i < k), the diagonal
+    per_row = parents = None  # the compiled pass's sums (3, R, n): distances, |cos| (pairs i < k), the diagonal
     if pairs.available(v.device, v.dtype):
         per_row = torch.zeros(3, R, n, dtype=torch.float64, device=v.device)
+        parents = None if cosine is None else pairs.forest(R, n)  # (R, n) union-find over the linked pairs
     dist_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     abs_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
     diag_sum = torch.zeros(R, dtype=v.dtype, device=v.device)
@@ -93,35 +96,34 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
     for a, b in _row_chunks(n, chunk):
         c = b - a
         gram = v[:, a:b] @ vt[:, :, a:]  # (R, c, n - a): columns k >= a
-        block = gram[:, :, :c]  # (R, c, c) the pairs inside the chunk
         if per_row is not None:
-            per_row[:, :, a:b], counts = pairs.row_sums(gram, 2.0 if cosine is None else cosine)
-            linked = int(counts.sum())  # pairs i < k with cosine >= cosine
-        else:
-            lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
-            diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
-            block.masked_fill_(lower, 0.0)
-            abs_sum += gram.abs().sum((1, 2))  # pairs i < k (5x faster than vector_norm(ord=1) on CPU)
-            linked = int(edges is not None and bool(gram.amax() >= cosine))  # (a compare costs 10 maxima)
-        if edges is not None and linked:
+            per_row[:, :, a:b] = pairs.row_sums(gram, 2.0 if cosine is None else cosine, parents, a)[0]
+            continue
+        block = gram[:, :, :c]  # (R, c, c) the pairs inside the chunk
+        lower = torch.ones(c, c, dtype=torch.bool, device=v.device).tril_()  # k <= i: counted elsewhere
+        diag_sum += block.diagonal(dim1=1, dim2=2).abs().sum(-1)  # |<v_i, v_i>| (1 up to rounding)
+        block.masked_fill_(lower, 0.0)
+        abs_sum += gram.abs().sum((1, 2))  # pairs i < k (5x faster than vector_norm(ord=1) on CPU)
+        if edges is not None and bool(gram.amax() >= cosine):  # (a compare costs 10 maxima)
             hits = gram >= cosine  # (R, c, n - a)
-            hits[:, :, :c] &= torch.ones(c, c, dtype=torch.bool, device=v.device).triu_(1)  # pairs i < k only
+            hits[:, :, :c] &= ~lower  # pairs i < k only
             r, i, k = hits.nonzero(as_tuple=True)  # (E',) each
             found += int(r.numel())
             if found > budget:
                 edges = None  # dense: collapsed into few clusters
             else:
                 edges.append(torch.stack([r * n + i + a, r * n + k + a], 1))
-        if per_row is None:
-            block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
-            dist_sum += torch.rsub(gram, 2, alpha=2).clamp_min_(0).sqrt_().sum((1, 2))  # sqrt(2 - 2 cos)
+        block.masked_fill_(lower, 1.0)  # distance 0: left out of CD
+        dist_sum += torch.rsub(gram, 2, alpha=2).clamp_min_(0).sqrt_().sum((1, 2))  # sqrt(2 - 2 cos)
+    clusters = None
     if per_row is not None:  # totalled once all rows are in: the same floats for every chunk size
         dist_sum, abs_sum, diag_sum = per_row.sum(-1).to(v.dtype)
+        clusters = None if parents is None else pairs.components(parents).to(v.device)
+    elif edges is not None:
+        found_edges = torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long, device=v.device)
+        clusters = _components(found_edges, R, n)
     cd = 2 * dist_sum / (n * (n - 1)) if n > 1 else torch.zeros_like(dist_sum)
-    pairs_found = (
-        None if edges is None else (torch.cat(edges) if edges else torch.zeros(0, 2, dtype=torch.long))
-    )
-    return cd, (diag_sum + 2 * abs_sum) / (n * n), pairs_found
+    return cd, (diag_sum + 2 * abs_sum) / (n * n), clusters
 
 
 def _components(edges: Tensor, replicas: int, n: int) -> Tensor:

@@ -1,5 +1,6 @@
-"""The compiled pair pass (rectest.sim.pairs) behind CD, TP, UD and the cluster edges: each row's sums equal
-their definitions, the totals equal the torch path's and do not depend on the chunk size."""
+"""The compiled pair pass (rectest.sim.pairs) behind CD, TP, UD and the clusters: each row's sums equal their
+definitions, the totals equal the torch path's and do not depend on the chunk size, and its union-find forest
+holds the cluster graph's components."""
 
 import math
 
@@ -61,9 +62,9 @@ def test_pair_pass_equals_the_torch_path_and_the_double_loop_in_any_chunking(gen
         assert torch.allclose(cd, native[0][0], atol=1e-6) and torch.allclose(tp, native[0][1], atol=1e-6)
 
 
-def test_cluster_edges_from_the_kernel_match_count_clusters(gen):
+def test_clusters_from_the_kernel_match_count_clusters(gen):
     """Groups of near-duplicates (cosine above the threshold within a group, far below it between groups):
-    the edges found through the kernel's counts give the groups as clusters, in any chunking."""
+    the kernel's forest gives the groups as clusters, in any chunking."""
     R, groups, size, d = 2, 9, 5, 8
     centres = random_sphere(R, groups, d, gen)
     v = centres.repeat_interleave(size, 1) + 1e-4 * torch.randn(R, groups * size, d, generator=gen)
@@ -73,6 +74,52 @@ def test_cluster_edges_from_the_kernel_match_count_clusters(gen):
         assert clusters.tolist() == [groups] * R
         assert torch.equal(clusters, count_clusters(v, chunk=chunk))
         assert math.isfinite(cd.sum().item()) and math.isfinite(tp.sum().item())
+
+
+def _components_by_search(linked: list[list[bool]]) -> int:
+    """Connected components of an undirected graph given by its upper triangle, by depth-first search."""
+    n, seen, count = len(linked), set(), 0
+    for start in range(n):
+        if start in seen:
+            continue
+        count += 1
+        stack = [start]
+        seen.add(start)
+        while stack:
+            i = stack.pop()
+            for k in range(n):
+                if k not in seen and (linked[min(i, k)][max(i, k)] and i != k):
+                    seen.add(k)
+                    stack.append(k)
+    return count
+
+
+@pytest.mark.parametrize("chunk", [1, 3, 8, 40])
+def test_the_forest_holds_the_components_of_the_linked_pairs(gen, chunk):
+    """Random symmetric scores, thresholds giving graphs from no edges to a connected one: the forest's
+    roots, after every chunk of rows (rows a.., columns a..n-1) has been joined, are the graph's components
+    found by search, whatever the chunking; every root is its tree's smallest node."""
+    R, n = 4, 40
+    scores = torch.rand(R, n, n, generator=gen)
+    scores = (scores + scores.transpose(1, 2)) / 2
+    counts = set()
+    for cosine in (0.999, 0.95, 0.9, 0.8, 0.6):
+        parents = pairs.forest(R, n)
+        for a in range(0, n, chunk):
+            b = min(n, a + chunk)
+            pairs.row_sums(scores[:, a:b, a:].contiguous(), cosine, parents, a)
+        want = [_components_by_search((scores[r] >= cosine).tolist()) for r in range(R)]
+        assert pairs.components(parents).tolist() == want
+        assert (parents <= torch.arange(n, dtype=torch.int32)).all()
+        counts.update(want)
+    assert n in counts and 1 in counts and any(1 < x < n for x in counts)  # no edges .. connected
+
+
+def test_the_forest_must_fit_the_chunk():
+    with pytest.raises(ValueError, match="expected contiguous int32"):
+        pairs.row_sums(torch.zeros(2, 3, 5), 0.5, pairs.forest(2, 4), 0)
+    with pytest.raises(ValueError, match="expected contiguous int32"):
+        pairs.row_sums(torch.zeros(2, 3, 5), 0.5, pairs.forest(2, 8).long(), 0)
 
 
 def test_a_chunk_needs_its_diagonal():
