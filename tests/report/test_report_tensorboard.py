@@ -15,6 +15,7 @@ from rectest.report.figures import measures_figure, plot_measures
 from rectest.report.tensorboard import (
     SIM_PREFIX,
     SimScalarLogger,
+    add_embedding,
     log_figure,
     log_hparams,
     log_projector,
@@ -77,6 +78,30 @@ def test_hparams_land_in_the_writers_run_without_one_point_series(tmp_path):
     blob = b"".join(content.values())
     for name in (b"policy.k", b"policy.beta", b"sim.seeds", b"sim/CD"):
         assert name in blob
+
+
+def test_add_embedding_writes_the_files_of_torchs_writer(tmp_path):
+    """The fast writer's snapshots, two steps and tags needing escapes in one run, are the files
+    SummaryWriter.add_embedding writes, byte for byte (vectors, labels and the projector's config)."""
+    gen = torch.Generator().manual_seed(3)
+    points = [torch.randn(50, 7, generator=gen) * 10.0 ** torch.randint(-8, 8, (50, 7), generator=gen)]
+    points.append(torch.tensor([[0.1, -0.0, 1e-30, 3.4e38, 1.0, 2.5, -7.25]]))
+    header = ["kind", "index", "id"]
+    for name in ("ours", "torch"):
+        with SummaryWriter(log_dir=str(tmp_path / name)) as writer:
+            for step, (tag, mat) in enumerate(zip(["state/k=1", "a%b\\c"], points)):
+                meta = [["user", str(i), f"id {i}"] for i in range(mat.shape[0])]
+                if name == "ours":
+                    add_embedding(writer, mat, meta, step * 10, tag, header)
+                else:
+                    writer.add_embedding(
+                        mat, metadata=meta, global_step=step * 10, tag=tag, metadata_header=header
+                    )
+    ours = sorted(p.relative_to(tmp_path / "ours") for p in (tmp_path / "ours").rglob("*.*sv"))
+    assert len(ours) == 4
+    assert ours == sorted(p.relative_to(tmp_path / "torch") for p in (tmp_path / "torch").rglob("*.*sv"))
+    for rel in [*ours, Path("projector_config.pbtxt")]:
+        assert (tmp_path / "ours" / rel).read_bytes() == (tmp_path / "torch" / rel).read_bytes(), rel
 
 
 def test_projector_snapshot_subsamples_users_and_labels_kinds(tmp_path):
