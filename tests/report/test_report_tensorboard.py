@@ -89,7 +89,7 @@ def test_add_embedding_writes_the_files_of_torchs_writer(tmp_path):
     header = ["kind", "index", "id"]
     for name in ("ours", "torch"):
         with SummaryWriter(log_dir=str(tmp_path / name)) as writer:
-            for step, (tag, mat) in enumerate(zip(["state/k=1", "a%b\\c"], points)):
+            for step, (tag, mat) in enumerate(zip(["state/k=1", "a%b\\c"], points, strict=True)):
                 meta = [["user", str(i), f"id {i}"] for i in range(mat.shape[0])]
                 if name == "ours":
                     add_embedding(writer, mat, meta, step * 10, tag, header)
