@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from rectest.sim import select
+from rectest.sim import select, toplists
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.toplists import list_length, top_entries
@@ -367,19 +367,28 @@ class BoundPolicy:
             The choices and the distribution they were drawn from (:class:`TopkDraw`).
         """
         kmax = self.kmax
+        fused = toplists.draw_available(scores)  # the mask, the order and the draw in one compiled pass a row
         if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
             kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax)  # (R, c), (R, c), (R, c, kmax)
             tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
             kth = kth.unsqueeze(-1)  # (R, c, 1)
-            rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
-            w = torch.mul(scores.gather(-1, idx), self.beta).exp_() * (rank < self.k)  # (R, c, kmax)
+            w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax)
+            if fused:
+                chosen, w, idx, total = toplists.draw(w, idx, self.k, uniforms)[:4]
+            else:
+                w *= torch.arange(kmax, device=scores.device).view(1, 1, -1) < self.k  # (zero past k)
+        elif fused:
+            vals, top = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
+            w = torch.mul(vals[..., :kmax], self.beta).exp_()  # (R, c, kmax)
+            chosen, w, idx, total, kth, tied = toplists.draw(w, top[..., :kmax], self.k, uniforms, vals)
         else:
             kth, tied, w, idx = self._top_from_lists(scores, lists)
-        cdf = w.cumsum(-1)  # (R, c, kmax)
-        total = cdf[..., -1:]  # (R, c, 1)
-        target = uniforms.to(cdf.dtype).unsqueeze(-1) * total  # (R, c, 1)
-        pos = torch.searchsorted(cdf, target, right=True).clamp_max_(kmax - 1)  # (R, c, 1)
-        chosen = idx.gather(-1, pos).squeeze(-1)  # (R, c)
+        if not fused:
+            cdf = w.cumsum(-1)  # (R, c, kmax)
+            total = cdf[..., -1:]  # (R, c, 1)
+            target = uniforms.to(cdf.dtype).unsqueeze(-1) * total  # (R, c, 1)
+            pos = torch.searchsorted(cdf, target, right=True).clamp_max_(kmax - 1)  # (R, c, 1)
+            chosen = idx.gather(-1, pos).squeeze(-1)  # (R, c)
         draw = TopkDraw(chosen, w, idx, total)
         if bool(tied.any()):
             r, c = tied.nonzero(as_tuple=True)  # (t,), (t,)

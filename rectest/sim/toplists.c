@@ -1,4 +1,5 @@
-/* The candidate-list check of rectest/sim/toplists.py for rows of float32 scores, in one pass over each row.
+/* The candidate-list check of rectest/sim/toplists.py for rows of float32 scores, in one pass over each row, and
+ * the draw from each row's top entries (draw_rows, at the end).
  *
  * For each row: the k largest scores among its list's entries, in descending order (equal scores in list
  * order), with their creators; and the largest score outside the list (the list's entries set to -inf in the row, one
@@ -69,6 +70,82 @@ int list_rows(int64_t rows, int64_t n, float *scores, const int32_t *lists, int6
         int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t a = rows * me / team, b = rows * (me + 1) / team;
         if (b > a) failed |= list_range(a, b, n, scores, lists, L, k, vals, idx, outside) != 0;
+    }
+    return failed ? -1 : 0;
+}
+
+/* The inverse-CDF draw from each row's top entries (rectest/sim/policies.py, draw_top_k), the operations of its
+ * torch path in one pass a row: the weights past the row's k zeroed (multiplied by 0), the entries put in creator
+ * order when `sorted` is 0 (the lists give them by score), the cumulative sum accumulated in double and rounded
+ * to float at every entry (as torch's CPU cumsum does), the target u * total in float, and the first entry whose
+ * cumulative sum exceeds it (the last if none: searchsorted(right=True) clamped).
+ *
+ * idx, w: rows x m creators and their exp(beta s) weights; k: rows; u: rows float uniforms. Writes out_idx,
+ * out_w: rows x m (creator order, weights past k zero), total and chosen: rows; and when vals (rows x (m + 1),
+ * descending) is given, kth = vals[k - 1] and tied = (vals[k - 1] == vals[k]). */
+typedef struct {
+    int64_t idx;
+    float w;
+} entry;
+
+static int by_creator(const void *a, const void *b) {
+    int64_t x = ((const entry *)a)->idx, y = ((const entry *)b)->idx;
+    return (x > y) - (x < y);
+}
+
+int draw_rows(int64_t rows, int64_t m, const int64_t *idx, const float *w, const int64_t *k, const float *u,
+              int sorted, const float *vals, int64_t *out_idx, float *out_w, float *total, int64_t *chosen,
+              float *kth, uint8_t *tied, int threads) {
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        entry *e = malloc((size_t)m * sizeof *e);
+        if (!e) failed = 1;
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < rows; ++r) {
+            if (!e) continue;
+            int64_t kk = k[r];
+            for (int64_t q = 0; q < m; ++q) {
+                e[q].idx = idx[r * m + q];
+                e[q].w = w[r * m + q] * (q < kk ? 1.0f : 0.0f);
+            }
+            if (!sorted) {
+                if (m <= 64) {
+                    for (int64_t q = 1; q < m; ++q) {
+                        entry x = e[q];
+                        int64_t p = q;
+                        for (; p > 0 && e[p - 1].idx > x.idx; --p) e[p] = e[p - 1];
+                        e[p] = x;
+                    }
+                } else {
+                    qsort(e, (size_t)m, sizeof *e, by_creator);
+                }
+            }
+            double acc = 0.0;
+            for (int64_t q = 0; q < m; ++q) {
+                out_idx[r * m + q] = e[q].idx;
+                out_w[r * m + q] = e[q].w;
+                acc += (double)e[q].w;
+            }
+            float sum = (float)acc, target = u[r] * sum;
+            int64_t pos = m - 1;
+            acc = 0.0;
+            for (int64_t q = 0; q < m; ++q) {
+                acc += (double)e[q].w;
+                if ((float)acc > target) {
+                    pos = q;
+                    break;
+                }
+            }
+            total[r] = sum;
+            chosen[r] = e[pos].idx;
+            if (vals) {
+                const float *v = vals + r * (m + 1);
+                kth[r] = v[kk - 1];
+                tied[r] = v[kk - 1] == v[kk];
+            }
+        }
+        free(e);
     }
     return failed ? -1 : 0;
 }

@@ -15,6 +15,10 @@ a user at step ``t + 1`` almost always lies in a slightly longer list of that us
 
 No drift bound is assumed: the check uses the current scores, so any list (stale, or the initial
 ``0 .. L-1``) gives the exact result, and the lists are a cache that checkpoints need not hold.
+
+:func:`draw` then makes the policy's inverse-CDF draw from each row's top entries in one compiled pass a row
+(``draw_rows`` in ``toplists.c``): the same floats as the dozen torch operations it replaces (tested bit for
+bit), which cost more than the list check itself at the topk experiment's chunk sizes.
 """
 
 from __future__ import annotations
@@ -133,3 +137,97 @@ def _check_native(scores: Tensor, lists: Tensor, k: int) -> tuple[Tensor, Tensor
     if code:
         raise MemoryError("top_entries: out of memory for a row buffer")
     return vals.view(*lead, k), top.view(*lead, k), outside.view(lead)
+
+
+def _draw_kernel() -> ctypes._CFuncPtr | None:
+    """``draw_rows`` of ``toplists.c``, or None."""
+    return native.function(
+        "toplists",
+        "draw_rows",
+        I64,
+        I64,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        INT,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        INT,
+        restype=INT,
+    )
+
+
+def draw_available(weights: Tensor) -> bool:
+    """The compiled draw applies: float32 CPU weights, the kernel built."""
+    return weights.device.type == "cpu" and weights.dtype == torch.float32 and _draw_kernel() is not None
+
+
+def draw(
+    weights: Tensor, creators: Tensor, k: Tensor, uniforms: Tensor, vals: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor | None, Tensor | None]:
+    """The inverse-CDF draw from each user's best creators, in one compiled pass a row (``draw_rows``).
+
+    The operations of the torch path of :meth:`~rectest.sim.policies.BoundPolicy.draw_top_k`, with the same
+    floats: weights past a replica's ``k`` multiplied by 0; with ``vals``, the entries (given by score) put in
+    creator order; the cumulative sum as torch's CPU ``cumsum`` rounds it (a double accumulator, rounded to
+    float at every entry); ``u * total``; the first entry whose cumulative sum exceeds it (the last if none).
+
+    Args:
+        weights: ``(R, c, m)`` float32 ``exp(beta s)`` of the entries.
+        creators: ``(R, c, m)`` int64 the entries' creators (distinct in a row).
+        k: ``(R, 1, 1)`` int64 each replica's k (``<= m``).
+        uniforms: ``(R, c)`` draws in ``[0, 1)`` (rounded to float32 first, as the torch path does).
+        vals: None (the entries are in creator order already), or ``(R, c, m + 1)`` the entries' scores in
+            descending order and the next one (the lists' ``top_entries``).
+
+    Returns:
+        ``chosen`` ``(R, c)`` int64; ``weights`` and ``creators`` ``(R, c, m)`` in creator order, the weights
+        past ``k`` zero; ``total`` ``(R, c, 1)``; with ``vals``, the ``(R, c, 1)`` k-th score and the ``(R, c)``
+        ties of the k-th score with the next (else None, None).
+    """
+    R, c, m = weights.shape
+    rows = R * c
+    w = weights.reshape(rows, m).contiguous()
+    idx = creators.reshape(rows, m).contiguous()
+    kk = k.reshape(R, 1).expand(R, c).reshape(rows).contiguous()
+    u = uniforms.to(torch.float32).reshape(rows).contiguous()
+    v = None if vals is None else vals.reshape(rows, m + 1).contiguous()
+    out_idx = torch.empty(rows, m, dtype=torch.int64)
+    out_w = torch.empty(rows, m, dtype=torch.float32)
+    total = torch.empty(rows, dtype=torch.float32)
+    chosen = torch.empty(rows, dtype=torch.int64)
+    kth = torch.empty(rows, dtype=torch.float32) if v is not None else None
+    tied = torch.empty(rows, dtype=torch.bool) if v is not None else None
+    code = _draw_kernel()(
+        rows,
+        m,
+        idx.data_ptr(),
+        w.data_ptr(),
+        kk.data_ptr(),
+        u.data_ptr(),
+        int(v is None),
+        None if v is None else v.data_ptr(),
+        out_idx.data_ptr(),
+        out_w.data_ptr(),
+        total.data_ptr(),
+        chosen.data_ptr(),
+        None if kth is None else kth.data_ptr(),
+        None if tied is None else tied.data_ptr(),
+        native.threads(rows, MIN_ROWS_PER_THREAD),
+    )
+    if code:
+        raise MemoryError("toplists.draw: out of memory for a row buffer")
+    return (
+        chosen.view(R, c),
+        out_w.view(R, c, m),
+        out_idx.view(R, c, m),
+        total.view(R, c, 1),
+        None if kth is None else kth.view(R, c, 1),
+        None if tied is None else tied.view(R, c),
+    )

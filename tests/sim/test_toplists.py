@@ -141,3 +141,57 @@ def test_an_outside_creator_tied_with_the_last_entry_keeps_the_list(gen):
     scores[0, 0, 50] = 0.75  # now above it: the list must go
     vals, _ = top_entries(scores, k, lists)
     assert torch.equal(vals, scores.topk(k, -1).values) and 50 in lists[0, 0].tolist()
+
+
+def _torch_draw(w, idx, k, uniforms, vals=None):
+    """The torch path of draw_top_k's draw, as written there: weights past k zeroed, (from descending entries)
+    put in creator order, cumsum, u * total, searchsorted(right=True) clamped."""
+    m = w.shape[-1]
+    rank = torch.arange(m).view(1, 1, -1)
+    w = w * (rank < k)
+    kth = tied = None
+    if vals is not None:
+        kk = k.expand(-1, w.shape[1], 1)
+        kth = vals.gather(-1, kk - 1)
+        tied = (kth == vals.gather(-1, kk)).squeeze(-1)
+        idx, order = idx.sort(-1)
+        w = w.gather(-1, order)
+    cdf = w.cumsum(-1)
+    total = cdf[..., -1:]
+    pos = torch.searchsorted(cdf, uniforms.to(cdf.dtype).unsqueeze(-1) * total, right=True).clamp_max_(m - 1)
+    return idx.gather(-1, pos).squeeze(-1), w, idx, total, kth, tied
+
+
+@pytest.mark.parametrize("m", [1, 3, 11, 64, 65, 300])
+@pytest.mark.parametrize("by_score", [False, True])
+def test_the_compiled_draw_is_the_torch_draw_bit_for_bit(gen, m, by_score):
+    """toplists.draw against the torch operations it replaces: the same choices, weights, creators, totals,
+    k-th scores and ties, for entries given by score (the lists) or in creator order (the selection), rows of
+    up to 64 entries (insertion sort) and beyond (qsort), k per replica, weights spanning 30 orders of
+    magnitude, ties of the k-th score, and uniforms at 0 and just below 1."""
+    if not toplists.draw_available(torch.zeros(1)):
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled draw cannot be built")
+    R, c, n = 4, 50, 1000
+    k = torch.tensor([1, m, max(1, m // 2), max(1, m - 1)]).view(R, 1, 1)
+    creators = torch.stack([torch.randperm(n, generator=gen)[: m + 1] for _ in range(R * c)]).view(
+        R, c, m + 1
+    )
+    vals = torch.randn(R, c, m + 1, generator=gen).sort(-1, descending=True).values
+    vals[:, ::3, -2:] = vals[
+        :, ::3, -1:
+    ]  # ties of the last entries: the k-th with the next, where k = m - 1, m
+    if not by_score:
+        creators = creators.sort(-1).values
+    w = (
+        torch.exp(10 * vals[..., :m])
+        if by_score
+        else torch.rand(R, c, m, generator=gen) * 10.0 ** (torch.randint(-15, 15, (R, c, m), generator=gen))
+    )
+    uniforms = torch.rand(R, c, generator=gen, dtype=torch.float64)
+    uniforms[:, 0], uniforms[:, 1] = 0.0, 1 - 2**-53
+    args = (w, creators[..., :m], k, uniforms, vals if by_score else None)
+    got, want = toplists.draw(*args), _torch_draw(*args)
+    for a, b in zip(got, want, strict=True):
+        assert (a is None and b is None) or torch.equal(a, b)
+    if by_score:
+        assert got[5].any() and not got[5].all()  # some ties of the k-th score, not all
