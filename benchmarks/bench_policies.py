@@ -10,6 +10,7 @@ the last row is top-1 with every seed from one start, as real-data runs start (r
 
 Other jobs may share the cores: read the ratios. Usage:
     python benchmarks/bench_policies.py [--shape ml100k|ml20m|both] [--repeats 3] [--threads 1]
+        [--only top-10,top-100]
 """
 
 from __future__ import annotations
@@ -54,7 +55,7 @@ def floor(users: torch.Tensor, creators: torch.Tensor, replicas: int) -> float:
     return 0.0
 
 
-def table(shape: str, repeats: int) -> None:
+def table(shape: str, repeats: int, only: list[str] | None = None) -> None:
     m, n, d, replicas = SHAPES[shape]
     g = torch.Generator().manual_seed(0)
     state = State(random_sphere(replicas, m, d, g), random_sphere(replicas, n, d, g))  # one start each
@@ -65,8 +66,8 @@ def table(shape: str, repeats: int) -> None:
     print("| policy | unlogged step | / floor | logged step | logged / unlogged |")
     print("|---|---:|---:|---:|---:|")
     one_start = State(state.users[:1], state.creators[:1])
-    runs = [(name, params, state) for name, params in POLICIES.items()]
-    if replicas > 1:
+    runs = [(name, params, state) for name, params in POLICIES.items() if only is None or name in only]
+    if replicas > 1 and only is None:
         runs.append(("top-1, every seed from one start (twins)", {"k": 1}, one_start))
     for name, params, start in runs:
         policy = Policy(beta=1.0, **params)
@@ -87,14 +88,20 @@ def main() -> None:
     parser.add_argument("--shape", choices=[*SHAPES, "both"], default="ml100k")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--only", help=f"comma-separated policies (default: all of {', '.join(POLICIES)}, and the twins row)"
+    )
     args = parser.parse_args()
+    only = None if args.only is None else args.only.split(",")
+    if only is not None and not set(only) <= set(POLICIES):
+        parser.error(f"--only {args.only}: expected names among {', '.join(POLICIES)}")
     torch.set_num_threads(args.threads)
     kept = (
         native.keep_freed_memory()
     )  # the engine's allocator setting, for the floor too (it is process-wide)
     print(f"torch {torch.__version__}, {args.threads} thread(s), freed memory kept for reuse: {kept}")
     for shape in SHAPES if args.shape == "both" else [args.shape]:
-        table(shape, args.repeats)
+        table(shape, args.repeats, only)
 
 
 if __name__ == "__main__":
