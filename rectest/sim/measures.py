@@ -85,9 +85,8 @@ def _pair_pass(v: Tensor, chunk: int, cosine: float | None) -> tuple[Tensor, Ten
     R, n, _ = v.shape
     edges: list[Tensor] | None = [] if cosine is not None else None
     found, budget = 0, EDGE_BUDGET_PER_VECTOR * R * n
-    per_row = parents = (
-        None  # the compiled pass's sums (3, R, n): distances, |cos| (pairs i < k), the diagonal
-    )
+    # the compiled pass's sums (3, R, n): distances, |cos| (pairs i < k), the diagonal; its union-find forest
+    per_row = parents = None
     if pairs.available(v.device, v.dtype):
         per_row = torch.zeros(3, R, n, dtype=torch.float64, device=v.device)
         parents = None if cosine is None else pairs.forest(R, n)  # (R, n) union-find over the linked pairs
