@@ -367,23 +367,28 @@ class BoundPolicy:
             The choices and the distribution they were drawn from (:class:`TopkDraw`).
         """
         kmax = self.kmax
-        fused = toplists.draw_available(scores)  # the mask, the order and the draw in one compiled pass a row
+        vals = None  # (R, c, kmax + 1) the lists' best scores, descending (None: the selection's entries)
         if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
             kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax)  # (R, c), (R, c), (R, c, kmax)
             tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
             kth = kth.unsqueeze(-1)  # (R, c, 1)
             w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax)
-            if fused:
-                chosen, w, idx, total = toplists.draw(w, idx, self.k, uniforms)[:4]
-            else:
-                w *= torch.arange(kmax, device=scores.device).view(1, 1, -1) < self.k  # (zero past k)
-        elif fused:
-            vals, top = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
-            w = torch.mul(vals[..., :kmax], self.beta).exp_()  # (R, c, kmax)
-            chosen, w, idx, total, kth, tied = toplists.draw(w, top[..., :kmax], self.k, uniforms, vals)
+        else:  # torch.topk of the candidate lists (or of the full rows)
+            vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
+            w = torch.mul(vals[..., :kmax], self.beta).exp_()  # (R, c, kmax), as in weights()
+            idx = idx[..., :kmax]
+        if toplists.draw_available(w):  # the mask, the order and the draw in one compiled pass a row
+            chosen, w, idx, total, kth_, tied_ = toplists.draw(w, idx, self.k, uniforms, vals)
+            if vals is not None:
+                kth, tied = kth_, tied_
         else:
-            kth, tied, w, idx = self._top_from_lists(scores, lists)
-        if not fused:
+            w = w * (torch.arange(kmax, device=scores.device).view(1, 1, -1) < self.k)  # (zero past k)
+            if vals is not None:
+                k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
+                kth = vals.gather(-1, k - 1)  # (R, c, 1)
+                tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible
+                idx, order = idx.sort(-1)  # back to index order, as in the full-row CDF
+                w = w.gather(-1, order)
             cdf = w.cumsum(-1)  # (R, c, kmax)
             total = cdf[..., -1:]  # (R, c, 1)
             target = uniforms.to(cdf.dtype).unsqueeze(-1) * total  # (R, c, 1)
@@ -397,19 +402,6 @@ class BoundPolicy:
             chosen[r, c] = sample_inverse_cdf(full, uniforms[r, c])[0]
             draw.tied, draw.tied_weights = (r, c), full
         return draw
-
-    def _top_from_lists(self, scores: Tensor, lists: Tensor | None) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """The k-th value ``(R, c, 1)``, the ties ``(R, c)``, and the weights and creators ``(R, c, kmax)`` of
-        each user's top k in index order, from ``torch.topk`` of the candidate lists (or of the full rows)."""
-        kmax = self.kmax
-        vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
-        k = self.k.expand(-1, scores.shape[1], 1)  # (R, c, 1)
-        kth = vals.gather(-1, k - 1)  # (R, c, 1)
-        tied = (kth == vals.gather(-1, k)).squeeze(-1)  # (R, c): more than k eligible
-        rank = torch.arange(kmax, device=scores.device).view(1, 1, -1)
-        w = torch.mul(vals[..., :kmax], self.beta).exp_() * (rank < self.k)  # (R, c, kmax), as in weights()
-        idx, order = idx[..., :kmax].sort(-1)  # back to index order, as in the full-row CDF
-        return kth, tied, w.gather(-1, order), idx
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -195,3 +195,33 @@ def test_the_compiled_draw_is_the_torch_draw_bit_for_bit(gen, m, by_score):
         assert (a is None and b is None) or torch.equal(a, b)
     if by_score:
         assert got[5].any() and not got[5].all()  # some ties of the k-th score, not all
+
+
+@pytest.mark.parametrize("ks", [[1, 3, 5], [2, 7, 150, 300]])
+def test_trajectories_with_the_compiled_draw_equal_the_torch_draw(ks, monkeypatch):
+    """The compiled draw (toplists.draw) and the torch draw that runs on CUDA or without a compiler make the
+    same choices at every step and leave the same vectors and logged measures, from the lists (small k) and
+    from the compiled selection (k = 150 of 300: lists do not pay)."""
+    if not toplists.draw_available(torch.zeros(1)):
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the compiled draw cannot be built")
+    gen = torch.Generator().manual_seed(5)
+    state = State(random_sphere(1, 90, 6, gen), random_sphere(1, 300, 6, gen))
+
+    def run() -> tuple[list[torch.Tensor], Simulation]:
+        sim = Simulation(
+            state,
+            Policy(beta=2.0, k=ks),
+            Dynamics(eta_u=0.2, eta_c=0.2),
+            seeds=list(range(len(ks))),
+            log_every=7,
+        )
+        return [sim.step() for _ in range(40)], sim
+
+    compiled, a = run()
+    monkeypatch.setattr(toplists, "draw_available", lambda weights: False)
+    plain, b = run()
+    for x, y in zip(compiled, plain, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
+    for name in ("CD", "RD", "RR"):
+        assert torch.equal(a.history[name], b.history[name])
