@@ -48,6 +48,7 @@ class _Part:
     policy: BoundPolicy
     rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
     lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
+    hints: Tensor | None = None  # (R', m) float32 top-k selection hints, or None
     creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
     true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
@@ -167,7 +168,7 @@ class Simulation:
         self.generators = [torch.Generator(device=device).manual_seed(s) for s in seeds]
         self.log_every, self.chunk_size, self.r_polarized = log_every, chunk_size, r_polarized
         self.ud_stride = math.ceil(state.m / ud_max_users)  # the sample is over all m users
-        self._lists: dict[int, Tensor] = {}  # top-k candidate lists per block (a cache: see _top_lists)
+        self._lists: dict[int, Tensor | None] = {}  # top-k lists or hints per block (a cache: see _top_cache)
         self._block_list: list[tuple[list[int], BoundPolicy]] | None = None  # see _blocks
         self.t = 0
         self.first_polarized_step = torch.full((R,), -1, dtype=torch.long)
@@ -400,7 +401,7 @@ class Simulation:
         return self._block_list
 
     def _forget_blocks(self) -> None:
-        """Remake the blocks (and their candidate lists, a cache) at the next step."""
+        """Remake the blocks (and their top-k lists and hints, a cache) at the next step."""
         self._block_list = None
         self._lists.clear()
 
@@ -415,22 +416,30 @@ class Simulation:
             consecutive = rs == list(range(rs[0], rs[-1] + 1))
             span = slice(rs[0], rs[-1] + 1) if consecutive else None
             replicas = torch.tensor(rs, device=self.users.device)
-            p = _Part(replicas, span, policy, rejected, lists=self._top_lists(policy))
+            lists, hints = self._top_cache(policy)
+            p = _Part(replicas, span, policy, rejected, lists=lists, hints=hints)
             p.creators = p.take(pol_creators)
             # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
             out.append(p)
         return out
 
-    def _top_lists(self, part: BoundPolicy) -> Tensor | None:
-        """``(R', m, L)`` the candidate lists of a top-k policy block that uses them (rectest.sim.toplists),
-        made at first use; None for other blocks. The lists are a cache: draws do not depend on them."""
-        if part.list_length is None:
-            return None
+    def _top_cache(self, part: BoundPolicy) -> tuple[Tensor | None, Tensor | None]:
+        """The selection cache of a top-k policy block, made at first use: ``(R', m, L)`` int32 candidate lists
+        (rectest.sim.toplists) or ``(R', m)`` float32 hints (rectest.sim.select), or neither. A cache: the draws
+        do not depend on it."""
         if id(part) not in self._lists:
-            m = self.users.shape[1]
-            self._lists[id(part)] = initial_lists(part.replicas, m, part.list_length, self.users.device)
-        return self._lists[id(part)]
+            m, device = self.users.shape[1], self.users.device
+            cache = None
+            if part.list_length is not None:
+                cache = initial_lists(part.replicas, m, part.list_length, device)
+            elif part.hinted:
+                cache = torch.full((part.replicas, m), math.nan, dtype=torch.float32, device=device)
+            self._lists[id(part)] = cache
+        cache = self._lists[id(part)]
+        if cache is None:
+            return None, None
+        return (cache, None) if cache.dim() == 3 else (None, cache)
 
     def _sample_part(
         self,
@@ -465,7 +474,10 @@ class Simulation:
             return
         part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
-            draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows])
+            hints = None if p.hints is None else p.hints[:, rows].contiguous()  # (R', c), refreshed
+            draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows], hints)
+            if hints is not None:
+                p.hints[:, rows] = hints
             out[:] = draw.chosen
             if draw.tied is not None and self.twins:  # a leader's followers draw these users themselves
                 self._ties.append((p.replicas[draw.tied[0]], draw.tied[1] + rows.start, draw.tied_weights))

@@ -216,6 +216,8 @@ class BoundPolicy:
         # where the kernel is not there (for k <= NATIVE_LIST_MAX a list costs less than the kernel)
         use_lists = self.topk_only and not (self.native and self.kmax > NATIVE_LIST_MAX)
         self.list_length = list_length(self.kmax + 1, n) if use_lists else None
+        # ... or from the compiled selection with hints carried across steps (the rows' candidates only)
+        self.hinted = self.topk_only and self.native and self.list_length is None
         # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
         # part by part, each part with its own fast path: a replica's draws never depend on its companions
         mmr = as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None]
@@ -348,7 +350,9 @@ class BoundPolicy:
         """``(R, c)`` int64 creators drawn from the k-lists only: :meth:`draw_top_k`'s choices."""
         return self.draw_top_k(scores, uniforms, lists).chosen
 
-    def draw_top_k(self, scores: Tensor, uniforms: Tensor, lists: Tensor | None = None) -> TopkDraw:
+    def draw_top_k(
+        self, scores: Tensor, uniforms: Tensor, lists: Tensor | None = None, hints: Tensor | None = None
+    ) -> TopkDraw:
         """Pure top-k sampling from the k-lists only (``topk_only`` policies): the same inverse-CDF draw as
         :meth:`weights` followed by ``sample_inverse_cdf`` (the list is put back in index order), up to
         float rounding, without an ``exp`` and a cumulative sum over all ``n`` creators.
@@ -362,6 +366,8 @@ class BoundPolicy:
             uniforms: ``(R, c)`` draws in ``[0, 1)``.
             lists: ``(R, c, list_length)`` int32 candidate lists of these users, refreshed in place
                 (:func:`~rectest.sim.toplists.top_entries`; the draws do not depend on them), or None.
+            hints: ``(R, c)`` contiguous float32 selection hints of these users for the compiled selection,
+                refreshed in place (:func:`~rectest.sim.select.select`; the draws do not depend on them), or None.
 
         Returns:
             The choices and the distribution they were drawn from (:class:`TopkDraw`).
@@ -369,7 +375,7 @@ class BoundPolicy:
         kmax = self.kmax
         vals = None  # (R, c, kmax + 1) the lists' best scores, descending (None: the selection's entries)
         if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
-            kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax)  # (R, c), (R, c), (R, c, kmax)
+            kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax, hints)  # (R, c), (R, c), (R, c, kmax)
             tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
             kth = kth.unsqueeze(-1)  # (R, c, 1)
             w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax)

@@ -28,7 +28,7 @@ MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows:
 def _kernel() -> ctypes._CFuncPtr | None:
     """``select_rows`` of ``select.c``, or None."""
     return native.function(
-        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, INT, restype=INT
+        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, PTR, INT, restype=INT
     )
 
 
@@ -38,20 +38,25 @@ def available(device: torch.device, dtype: torch.dtype) -> bool:
     return torch.device(device).type == "cpu" and dtype == torch.float32 and _kernel() is not None
 
 
-def select(scores: Tensor, k: Tensor, kmax: int = 0) -> tuple[Tensor, Tensor, Tensor]:
+def select(
+    scores: Tensor, k: Tensor, kmax: int = 0, hints: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor]:
     """The ``k``-th largest score of each row, how many scores reach it, and the first ``kmax`` of them.
 
     Args:
         scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
         k: integer ranks in ``[1, n]``, broadcastable to ``scores.shape[:-1]``.
         kmax: how many indices to return per row (0: none).
+        hints: ``(...)`` contiguous float32 scores carried from the rows' previous call (NaN: none yet), or
+            None. Refreshed in place. When at least ``k`` scores of a row reach its hint, the row's selection
+            reads those candidates only; the results do not depend on the hints (see ``select.c``).
 
     Returns:
         ``(...)`` the k-th largest values (``torch.topk(k).values.min()``, bit for bit), ``(...)`` int64 the
         number of scores ``>= kth`` (``k`` unless the k-th value ties with the next), and ``(..., kmax)`` int64
         the indices of the first ``kmax`` such scores in index order (padded with the last one when fewer).
     """
-    kth, count, idx, _, _ = _run(scores, k, kmax, False, None)
+    kth, count, idx, _, _ = _run(scores, k, kmax, False, None, hints)
     return kth, count, idx
 
 
@@ -88,7 +93,7 @@ def top_weights(scores: Tensor, k: Tensor, beta: Tensor) -> Tensor:
 
 
 def _run(
-    scores: Tensor, k: Tensor, kmax: int, with_mask: bool, scale: Tensor | None
+    scores: Tensor, k: Tensor, kmax: int, with_mask: bool, scale: Tensor | None, hints: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Call the kernel over the rows of ``scores`` on ``torch.get_num_threads()`` threads."""
     lead, n = scores.shape[:-1], scores.shape[-1]
@@ -102,6 +107,10 @@ def _run(
     idx = torch.empty(rows, kmax, dtype=torch.int64)
     mask = torch.empty(rows, n if with_mask else 0, dtype=torch.float32)
     logits = torch.empty(rows, n if scale is not None else 0, dtype=torch.float32)
+    if hints is not None and (
+        hints.shape != lead or hints.dtype != torch.float32 or not hints.is_contiguous() or hints.is_cuda
+    ):
+        raise ValueError(f"select: hints must be contiguous float32 CPU scores of shape {tuple(lead)}")
     kernel = _kernel()
     if kernel is None:
         raise RuntimeError("select: the kernel is not available (check available() first)")
@@ -118,6 +127,7 @@ def _run(
         mask.data_ptr() if with_mask else None,
         logits.data_ptr() if scale is not None else None,
         scale.data_ptr() if scale is not None else None,
+        hints.data_ptr() if hints is not None else None,
         native.threads(rows, MIN_ROWS_PER_THREAD),
     )
     if code:

@@ -62,6 +62,49 @@ def test_ties_signed_zeros_and_infinities(gen):
     assert bool((count >= 10).all()) and bool((count > 10).any())  # ties counted: the caller sees them
 
 
+def same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> None:
+    for x, y in zip(a, b, strict=True):
+        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 65, 300, 1682])
+def test_hints_change_nothing_but_the_cost(gen, n):
+    """Hints carried from call to call (none yet, the previous step's, absurd ones) give the k-th values, counts
+    and lists of no hint; every hint left behind has at least k scores of its row at or above it, so the next
+    call on the same scores reads candidates only."""
+    R, c, d = 3, 40, 8
+    users, creators = random_sphere(R, c, d, gen), random_sphere(R, n, d, gen)
+    steps = [users @ creators.transpose(1, 2)]  # (R, c, n) cosines, then after the vectors moved by 0.1
+    for _ in range(3):
+        users = torch.nn.functional.normalize(users + 0.1 * random_sphere(R, c, d, gen), dim=-1)
+        creators = torch.nn.functional.normalize(creators + 0.1 * random_sphere(R, n, d, gen), dim=-1)
+        steps.append(users @ creators.transpose(1, 2))
+    for k in sorted({1, min(2, n), min(30, n), min(100, n), max(1, n // 3), n}):
+        rank, kmax = torch.tensor(k), min(k + 2, n)
+        hints = torch.full((R, c), float("nan"))
+        for scores in [*steps, steps[-1]]:
+            same(select.select(scores, rank, kmax, hints), select.select(scores, rank, kmax))
+            assert bool(((scores >= hints.unsqueeze(-1)).sum(-1) >= k).all())
+        for fill in (float("inf"), -float("inf"), 0.0, 0.5):  # nothing reaches it, everything does, ...
+            same(select.select(scores, rank, kmax, torch.full((R, c), fill)), select.select(scores, rank, kmax))
+
+
+def test_hints_with_ties_zeros_infinities_and_nans(gen):
+    n = 100
+    scores = torch.randint(-3, 4, (50, n), generator=gen).float() / 4  # many exact ties
+    scores[0] = 0.0
+    scores[1, ::2] = -0.0  # -0 and +0 are equal scores
+    scores[2, :3] = torch.tensor([torch.inf, -torch.inf, torch.inf])
+    scores[3, 7] = torch.nan  # a NaN row: searched whole, its hint dropped
+    for k in (1, 2, 10, 50, n):
+        hints = torch.full((50,), float("nan"))
+        for _ in range(2):
+            same(select.select(scores, torch.tensor(k), 12, hints), select.select(scores, torch.tensor(k), 12))
+        assert torch.isnan(hints[3]) and not bool(torch.isnan(hints[torch.arange(50) != 3]).any())
+    with pytest.raises(ValueError, match="hints must be contiguous float32"):
+        select.select(scores, torch.tensor(3), 3, torch.zeros(50, dtype=torch.float64))
+
+
 def test_ranks_outside_the_row_are_refused():
     with pytest.raises(ValueError, match=r"ranks must lie in \[1, 5\]"):
         select.select(torch.zeros(2, 5), torch.tensor(6))
@@ -70,7 +113,7 @@ def test_ranks_outside_the_row_are_refused():
 @pytest.mark.parametrize(
     "policy",
     [
-        {"k": [70, 90, 70, 120]},  # the top-k list path (k > NATIVE_LIST_MAX: the kernel, not the lists)
+        {"k": [70, 90, 70, 120]},  # the top-k list path (k > NATIVE_LIST_MAX: the kernel and its hints)
         # the general path (the weights of the top k over the full row), mixed with a short list
         {"k": [300, 2, 500, 600]},
         {"k": [300, 450, 300, 450], "tau": 0.1, "eps": 0.05},  # truncations and uniform traffic together
@@ -90,6 +133,8 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
         chosen = [sim.step() for _ in range(25)]
         monkeypatch.undo()
         assert all(block.native == native for _, block in sim._blocks())
+        hinted = [c for c in sim._lists.values() if c is not None and c.dim() == 2]  # (R', m) hints
+        assert bool(hinted) == (native and "tau" not in policy and max(policy["k"]) <= 256)
         return chosen, sim
 
     fast, a = run(True)
