@@ -232,8 +232,10 @@ class Simulation:
             self._forget_blocks()
         view = self._policy_view(score_users, score_creators)
         chosen, rd, rr = self._recommend(view, logged)  # 1. recommend
-        if logged or bool((self.first_polarized_step < 0).any()):
-            polarized = M.is_polarized(self.users, self.creators, self.r_polarized, self.shards)  # (R,)
+        unmarked = self.first_polarized_step < 0  # (R,) the replicas whose first polarized step is still open
+        if logged or bool(unmarked.any()):  # (on unlogged steps only their flags matter)
+            among = None if logged else unmarked
+            polarized = M.is_polarized(self.users, self.creators, self.r_polarized, self.shards, among)  # (R,)
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)

@@ -307,16 +307,25 @@ def polarization_radius(users: Tensor, creators: Tensor, shards: UserShards | No
     return (2 - 2 * torch.minimum(cos_u, cos_c)).clamp_min(0).sqrt()
 
 
-def is_polarized(users: Tensor, creators: Tensor, r: float, shards: UserShards | None = None) -> Tensor:
+def is_polarized(
+    users: Tensor, creators: Tensor, r: float, shards: UserShards | None = None, among: Tensor | None = None
+) -> Tensor:
     """``(R,)`` bool: :func:`polarization_radius` ``<= r``, skipping replicas that cannot be polarized.
 
     Cheap necessary condition first: in an r-polarized state every vector lies within ``2r`` of
     ``+-v_0`` (the first creator), i.e. ``|<x, v_0>| >= 1 - 2 r^2``.
+
+    Args:
+        among: ``(R,)`` bool, the replicas whose flag is wanted (the same on every rank), or None for all;
+            the others are reported False without their radius being computed.
     """
     anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
     near_u = _over(shards)((users @ anchor).abs().amin((1, 2)), MIN)  # (R,)
     near = torch.minimum(near_u, (creators @ anchor).abs().amin((1, 2)))
-    candidates = (near >= 1 - 2 * r * r).nonzero().flatten()  # (R',), the same on every rank
+    possible = near >= 1 - 2 * r * r  # (R,)
+    if among is not None:
+        possible &= among.to(possible.device)
+    candidates = possible.nonzero().flatten()  # (R',), the same on every rank
     out = torch.zeros(users.shape[0], dtype=torch.bool, device=users.device)
     if candidates.numel():
         radius = polarization_radius(users[candidates], creators[candidates], shards)

@@ -241,6 +241,23 @@ def test_first_polarized_step_is_recorded(gen):
         assert logged[: first[r]].sum() == 0 and logged[first[r]] == 1
 
 
+def test_first_polarized_step_is_found_between_logged_steps(gen):
+    """Unlogged steps check only the replicas not yet polarized, and find the same first step as a run that logs
+    every step (replicas that polarize at different times, and one that never does)."""
+    state = small_state(gen, m=30, n=10, d=3)
+    dyn = Dynamics(eta_u=[0.1, 0.3, 0.0], eta_c=[0.2, 0.3, 0.0])
+
+    def run(log_every: int) -> Simulation:
+        sim = Simulation(state, Policy(beta=0.0), dyn, seeds=[0, 1, 2], r_polarized=0.05, log_every=log_every)
+        sim.run(300)
+        return sim
+
+    every, rarely = run(1), run(1000)
+    first = every.first_polarized_step.tolist()
+    assert first[0] > first[1] > 0 and first[2] == -1  # two polarize at different steps, the frozen one never
+    assert rarely.first_polarized_step.tolist() == first
+
+
 def test_learned_scores_drive_the_policy_but_not_the_truth(gen):
     state = small_state(gen, m=20, n=8)
     oracle = Simulation(state, Policy(beta=math.inf), Dynamics(), seeds=[0])
