@@ -48,7 +48,7 @@ class _Part:
     policy: BoundPolicy
     rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
     lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
-    hints: Tensor | None = None  # (R', m) float32 top-k selection hints, (R', m, 2) brackets, or None
+    hints: Tensor | None = None  # (R', m) float32 top-k selection hints, or None
     creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
     true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
@@ -428,21 +428,20 @@ class Simulation:
 
     def _top_cache(self, part: BoundPolicy) -> tuple[Tensor | None, Tensor | None]:
         """The selection cache of a top-k policy block, made at first use: ``(R', m, L)`` int32 candidate lists
-        (rectest.sim.toplists), or ``(R', m)`` float32 hints or ``(R', m, 2)`` brackets (rectest.sim.select), or
-        neither. A cache: the draws do not depend on it."""
+        (rectest.sim.toplists) or ``(R', m)`` float32 hints (rectest.sim.select), or neither. A cache: the draws
+        do not depend on it."""
         if id(part) not in self._lists:
             m, device = self.users.shape[1], self.users.device
             cache = None
             if part.list_length is not None:
                 cache = initial_lists(part.replicas, m, part.list_length, device)
-            elif part.hinted or part.bracketed:  # a hint per user, or a bracket [lo, hi)
-                shape = (part.replicas, m) if part.hinted else (part.replicas, m, 2)
-                cache = torch.full(shape, math.nan, dtype=torch.float32, device=device)
+            elif part.hinted:
+                cache = torch.full((part.replicas, m), math.nan, dtype=torch.float32, device=device)
             self._lists[id(part)] = cache
         cache = self._lists[id(part)]
         if cache is None:
             return None, None
-        return (cache, None) if cache.dtype == torch.int32 else (None, cache)
+        return (cache, None) if cache.dim() == 3 else (None, cache)
 
     def _sample_part(
         self,
@@ -493,10 +492,7 @@ class Simulation:
                     ),
                 )
             return
-        brackets = None if p.hints is None else p.hints[:, rows].contiguous()  # (R', c, 2), refreshed
-        w = p.policy.weights(part_seen, p.creators, brackets)  # (R', c, n) unnormalised
-        if brackets is not None:
-            p.hints[:, rows] = brackets
+        w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
         if p.rejected:  # a logged step: the full rows give RD and RR, the draws come by rejection
             total = w.sum(-1, keepdim=True)  # (R', c, 1)
         else:

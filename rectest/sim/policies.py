@@ -258,9 +258,6 @@ class BoundPolicy:
             and max(beta) <= REJECTION_MAX_BETA
             and n >= REJECTION_MIN_CREATORS
         )
-        # long top-k lists (the full-row weights from the compiled mask) search the k-th score within brackets
-        # carried across steps
-        self.bracketed = self.parts is None and not self.topk_only and self._compiled_weights
 
     def subset(self, replicas: list[int]) -> BoundPolicy:
         """The same policy bound to some of its replicas only (in the given order).
@@ -302,22 +299,12 @@ class BoundPolicy:
                         out[r] = beta[r]
         return out
 
-    @property
-    def _compiled_weights(self) -> bool:
-        """The top-k weights come from the compiled selection's mask (:func:`rectest.sim.select.top_weights`)."""
-        return (
-            self.native and self.kmax is not None and self.mmr is None and self.tau is None and self.finite_beta
-        )
-
-    def weights(self, scores: Tensor, creators: Tensor, brackets: Tensor | None = None) -> Tensor:
+    def weights(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Unnormalised recommendation weights for a chunk of users (``p = w / w.sum(-1)``).
 
         Args:
             scores: ``(R, c, n)`` the policy's scores of each creator for each user.
             creators: ``(R, n, d)`` the policy's view of the creators (used by MMR and rho).
-            brackets: ``(R, c, 2)`` contiguous float32 brackets of the k-th scores of these users, refreshed in
-                place, when :attr:`bracketed` (:func:`~rectest.sim.select.top_weights`; the weights do not depend
-                on them), or None.
 
         Returns:
             ``(R, c, n)`` weights ``>= 0`` with a positive sum in every row. ``scores`` is not modified.
@@ -334,9 +321,15 @@ class BoundPolicy:
                         part.weights(scores.index_select(0, replicas), creators.index_select(0, replicas)),
                     )
             return w
-        if self._compiled_weights:  # the compiled selection writes the mask and beta * s in one pass
-            w = select.top_weights(scores, self.k.view(-1, 1), self.beta.view(-1, 1), brackets)
-            fallback = None
+        if (
+            self.native
+            and self.kmax is not None
+            and self.mmr is None
+            and self.tau is None
+            and self.finite_beta
+        ):
+            # the compiled selection writes the mask and beta * s in one pass
+            w, fallback = select.top_weights(scores, self.k.view(-1, 1), self.beta.view(-1, 1)), None
         else:
             keep, fallback = self._eligible(scores, creators)  # (R, c, n) 0/1 or None, (R, c, 1) 0/1 or None
             w = self._softmax_weights(scores, keep, fallback)  # (R, c, n)

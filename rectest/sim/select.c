@@ -18,9 +18,7 @@
  * search and the listing read a hundred-odd candidates instead of the whole row. The hint becomes the row's
  * (k + slack)-th largest score, so that it still has k scores above it after the vectors move; a row with fewer
  * than k (or with no hint yet) is searched whole, as above, and its (k + slack)-th score becomes its hint. The
- * hint changes only the cost: every result is the same as without it. For the 0/1 mask (long lists, k in the
- * hundreds or more) a bracket of two scores per row plays that part: one pass counts the scores above it and
- * gathers the few dozen inside it (see kth_bracketed).
+ * hint changes only the cost: every result is the same as without it.
  * Compiled and loaded by rectest/sim/select.py. */
 #ifdef __AVX512F__
 #include <immintrin.h>
@@ -179,81 +177,15 @@ static int kth_hinted(const float *s, int64_t n, int64_t k, float *h, uint32_t *
     return 0;
 }
 
-#ifndef BRACKET_MARGIN
-#define BRACKET_MARGIN 32 /* ranks kept on each side of the k-th inside a bracket */
-#endif
-
-/* The keys of the scores in [lo, hi), how many scores are at least hi (*above) and whether the row holds a NaN
- * (*nan); keys has room for n + 16 entries. One pass (AVX-512: 16 scores a compare). Returns how many keys. */
-static int64_t bracket_from(const float *s, int64_t n, float lo, float hi, uint32_t *keys, int64_t *above,
-                            int *nan) {
-    int64_t c = 0, j = 0, up = 0;
-    uint32_t bad = 0;
-#ifdef __AVX512F__
-    const __m512 lov = _mm512_set1_ps(lo), hiv = _mm512_set1_ps(hi);
-    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
-    for (; j + 16 <= n; j += 16) {
-        __m512 x = _mm512_loadu_ps(s + j);
-        __mmask16 top = _mm512_cmp_ps_mask(x, hiv, _CMP_GE_OQ);
-        __mmask16 in = _mm512_mask_cmp_ps_mask(_mm512_cmp_ps_mask(x, lov, _CMP_GE_OQ), x, hiv, _CMP_LT_OQ);
-        bad |= _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q);
-        __m512i b = _mm512_castps_si512(x);
-        __mmask16 neg = _mm512_test_epi32_mask(b, sign);
-        __m512i key = _mm512_mask_xor_epi32(_mm512_or_si512(b, sign), neg, b, _mm512_set1_epi32(-1));
-        _mm512_storeu_si512(keys + c, _mm512_maskz_compress_epi32(in, key));
-        c += __builtin_popcount(in);
-        up += __builtin_popcount(top);
-    }
-#endif
-    for (; j < n; ++j) {
-        bad |= s[j] != s[j];
-        up += s[j] >= hi;
-        if (s[j] >= lo && s[j] < hi) keys[c++] = key_of(s[j]);
-    }
-    *above = up;
-    *nan = bad != 0;
-    return c;
-}
-
-/* The k-th largest key of a NaN-free row from the scores inside its bracket br = [lo, hi) (NaN: none yet), or 1
- * if the row holds a NaN (br then unchanged). When fewer than k scores reach hi and at least k reach lo, the k-th
- * largest of the row is the (k - above)-th largest inside the bracket (every score above it is at least hi, every
- * one below under lo): one pass that gathers a few dozen keys, whatever k is. The bracket then moves in to the
- * scores BRACKET_MARGIN ranks either side of the k-th; a row outside its bracket is searched whole and gets
- * a new one. */
-static int kth_bracketed(const float *s, int64_t n, int64_t k, float *br, uint32_t *keys, uint32_t *t) {
-    int nan;
-    if (br[0] == br[0] && br[1] == br[1]) {
-        int64_t above, c = bracket_from(s, n, br[0], br[1], keys, &above, &nan);
-        if (nan) return 1;
-        if (above < k && above + c >= k) {
-            int64_t r = k - above;
-            *t = kth_key(keys, c, r);
-            if (r > BRACKET_MARGIN) br[1] = value_of(kth_key(keys, c, r - BRACKET_MARGIN));
-            if (r + BRACKET_MARGIN <= c) br[0] = value_of(kth_key(keys, c, r + BRACKET_MARGIN));
-            return 0;
-        }
-    }
-    for (int64_t j = 0; j < n; ++j) {
-        if (s[j] != s[j]) return 1;
-        keys[j] = key_of(s[j]);
-    }
-    *t = kth_key(keys, n, k);
-    br[1] = k > BRACKET_MARGIN ? value_of(kth_key(keys, n, k - BRACKET_MARGIN)) : INFINITY;
-    br[0] = k + BRACKET_MARGIN <= n ? value_of(kth_key(keys, n, k + BRACKET_MARGIN)) : -INFINITY;
-    return 0;
-}
-
 /* Rows [first, rows) of: n, the row length; scores: rows x n; k: rows entries in [1, n];
  * kth: out, rows; count: out, rows (scores >= kth as floats); idx: out, rows x kmax (kmax may be 0), the first
  * kmax indices with score >= kth in index order, padded with the last one found; mask: out, rows x n, or NULL
  * (only with kmax = 0): 1.0f where score >= kth, 0.0f elsewhere; logits: out, rows x n, or NULL (only with a
  * mask): scale[row] * score (one IEEE product, as torch.mul); hint: in and out, rows, or NULL: each row's hint
- * (NaN: none yet), refreshed (see kth_hinted); bracket: in and out, rows x 2, or NULL (instead of hint, for
- * the mask): each row's [lo, hi) (see kth_bracketed). Returns 0, or -1 if out of memory. */
+ * (NaN: none yet), refreshed (see kth_hinted). Returns 0, or -1 if out of memory. */
 static int select_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *k, float *kth,
                         int64_t *count, int64_t *idx, int64_t kmax, float *mask, float *logits,
-                        const float *scale, float *hint, float *bracket) {
+                        const float *scale, float *hint) {
     uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys);
     int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
     if (!keys || !pos) {
@@ -265,11 +197,8 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         const float *s = scores + r * n;
         uint32_t t;
         int64_t c = -1; /* candidates in keys / pos (-1: none, the whole row was searched) */
-        int nan_row = bracket ? kth_bracketed(s, n, k[r], bracket + 2 * r, keys, &t)
-                              : !hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t);
-        if (nan_row) {
+        if (!hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t)) {
             if (hint) hint[r] = NAN; /* a NaN row: searched whole, no hint kept */
-            if (bracket) bracket[2 * r] = bracket[2 * r + 1] = NAN;
             for (int64_t j = 0; j < n; ++j) keys[j] = key_of(s[j]);
             t = kth_key(keys, n, k[r]);
         }
@@ -328,15 +257,13 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
  * libgomp.so.1 has that soname), so the kernel runs on torch's threads instead of competing with them. */
 int select_rows(int64_t rows, int64_t n, const float *scores, const int64_t *k, float *kth, int64_t *count,
                 int64_t *idx, int64_t kmax, float *mask, float *logits, const float *scale, float *hint,
-                float *bracket, int threads) {
+                int threads) {
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t a = rows * me / team, b = rows * (me + 1) / team;
-        if (b > a)
-            failed |=
-                select_range(a, b, n, scores, k, kth, count, idx, kmax, mask, logits, scale, hint, bracket) != 0;
+        if (b > a) failed |= select_range(a, b, n, scores, k, kth, count, idx, kmax, mask, logits, scale, hint) != 0;
     }
     return failed ? -1 : 0;
 }

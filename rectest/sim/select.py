@@ -28,7 +28,7 @@ MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows:
 def _kernel() -> ctypes._CFuncPtr | None:
     """``select_rows`` of ``select.c``, or None."""
     return native.function(
-        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, PTR, PTR, INT, restype=INT
+        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, PTR, INT, restype=INT
     )
 
 
@@ -75,7 +75,7 @@ def top_mask(scores: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
     return mask, count
 
 
-def top_weights(scores: Tensor, k: Tensor, beta: Tensor, brackets: Tensor | None = None) -> Tensor:
+def top_weights(scores: Tensor, k: Tensor, beta: Tensor) -> Tensor:
     """``exp(beta * s)`` on each row's top ``k`` (ties at the k-th value included), 0 elsewhere: the weights of
     softmax(beta) truncated to the top k, bit for bit ``torch.mul(s, beta).exp_() * mask``.
 
@@ -83,26 +83,17 @@ def top_weights(scores: Tensor, k: Tensor, beta: Tensor, brackets: Tensor | None
         scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
         k: integer ranks in ``[1, n]``, broadcastable to ``scores.shape[:-1]``.
         beta: finite scales ``<= 40`` (no overflow), broadcastable to ``scores.shape[:-1]``.
-        brackets: ``(..., 2)`` contiguous float32 ``[lo, hi)`` scores carried from the rows' previous call (NaN:
-            none yet), or None. Refreshed in place. When the ``k``-th score of a row lies in its bracket, the
-            search reads the scores inside it only; the weights do not depend on the brackets (``select.c``).
 
     Returns:
         ``(..., n)`` float32 weights.
     """
     scale = torch.as_tensor(beta, dtype=torch.float32).expand(scores.shape[:-1]).reshape(-1).contiguous()
-    _, _, _, mask, logits = _run(scores, k, 0, True, scale, brackets=brackets)
+    _, _, _, mask, logits = _run(scores, k, 0, True, scale)
     return logits.exp_().mul_(mask)
 
 
 def _run(
-    scores: Tensor,
-    k: Tensor,
-    kmax: int,
-    with_mask: bool,
-    scale: Tensor | None,
-    hints: Tensor | None = None,
-    brackets: Tensor | None = None,
+    scores: Tensor, k: Tensor, kmax: int, with_mask: bool, scale: Tensor | None, hints: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """Call the kernel over the rows of ``scores`` on ``torch.get_num_threads()`` threads."""
     lead, n = scores.shape[:-1], scores.shape[-1]
@@ -120,13 +111,6 @@ def _run(
         hints.shape != lead or hints.dtype != torch.float32 or not hints.is_contiguous() or hints.is_cuda
     ):
         raise ValueError(f"select: hints must be contiguous float32 CPU scores of shape {tuple(lead)}")
-    if brackets is not None and (
-        brackets.shape != (*lead, 2)
-        or brackets.dtype != torch.float32
-        or not brackets.is_contiguous()
-        or brackets.is_cuda
-    ):
-        raise ValueError(f"select: brackets must be contiguous float32 CPU scores of shape {(*lead, 2)}")
     kernel = _kernel()
     if kernel is None:
         raise RuntimeError("select: the kernel is not available (check available() first)")
@@ -144,7 +128,6 @@ def _run(
         logits.data_ptr() if scale is not None else None,
         scale.data_ptr() if scale is not None else None,
         hints.data_ptr() if hints is not None else None,
-        brackets.data_ptr() if brackets is not None else None,
         native.threads(rows, MIN_ROWS_PER_THREAD),
     )
     if code:

@@ -89,30 +89,6 @@ def test_hints_change_nothing_but_the_cost(gen, n):
             same(select.select(scores, rank, kmax, torch.full((R, c), fill)), select.select(scores, rank, kmax))
 
 
-@pytest.mark.parametrize("n", [1, 7, 64, 65, 300, 1682])
-def test_brackets_change_nothing_but_the_cost(gen, n):
-    """Brackets carried from call to call (none yet, the previous step's, absurd ones) give the weights of no
-    bracket; every bracket left behind on tie-free scores holds the row's k-th score (lo <= kth < hi)."""
-    R, c, d = 3, 40, 8
-    users, creators = random_sphere(R, c, d, gen), random_sphere(R, n, d, gen)
-    steps = [users @ creators.transpose(1, 2)]  # (R, c, n) cosines, then after the vectors moved by 0.1
-    for _ in range(3):
-        users = torch.nn.functional.normalize(users + 0.1 * random_sphere(R, c, d, gen), dim=-1)
-        creators = torch.nn.functional.normalize(creators + 0.1 * random_sphere(R, n, d, gen), dim=-1)
-        steps.append(users @ creators.transpose(1, 2))
-    beta = torch.rand(R, c) * 3
-    for k in sorted({1, min(2, n), min(30, n), min(100, n), max(1, n // 3), max(1, n - 5), n}):
-        rank = torch.tensor(k)
-        brackets = torch.full((R, c, 2), float("nan"))
-        for scores in [*steps, steps[-1]]:
-            assert torch.equal(select.top_weights(scores, rank, beta, brackets), select.top_weights(scores, rank, beta))
-            kth = select.select(scores, rank)[0]
-            assert bool((brackets[..., 0] <= kth).all()) and bool((kth < brackets[..., 1]).all())
-        for lo, hi in ((0.5, 0.5), (2.0, 3.0), (-3.0, -2.0), (-float("inf"), float("inf")), (0.9, 0.1)):
-            fixed = torch.tensor([lo, hi]).expand(R, c, 2).contiguous()
-            assert torch.equal(select.top_weights(scores, rank, beta, fixed), select.top_weights(scores, rank, beta))
-
-
 def test_hints_with_ties_zeros_infinities_and_nans(gen):
     n = 100
     scores = torch.randint(-3, 4, (50, n), generator=gen).float() / 4  # many exact ties
@@ -122,20 +98,11 @@ def test_hints_with_ties_zeros_infinities_and_nans(gen):
     scores[3, 7] = torch.nan  # a NaN row: searched whole, its hint dropped
     for k in (1, 2, 10, 50, n):
         hints = torch.full((50,), float("nan"))
-        brackets = torch.full((50, 2), float("nan"))
-        beta = torch.full((50,), 0.5)
         for _ in range(2):
             same(select.select(scores, torch.tensor(k), 12, hints), select.select(scores, torch.tensor(k), 12))
-            same(
-                (select.top_weights(scores, torch.tensor(k), beta, brackets),),
-                (select.top_weights(scores, torch.tensor(k), beta),),
-            )
         assert torch.isnan(hints[3]) and not bool(torch.isnan(hints[torch.arange(50) != 3]).any())
-        assert bool(torch.isnan(brackets[3]).all()) and not bool(torch.isnan(brackets[torch.arange(50) != 3]).any())
     with pytest.raises(ValueError, match="hints must be contiguous float32"):
         select.select(scores, torch.tensor(3), 3, torch.zeros(50, dtype=torch.float64))
-    with pytest.raises(ValueError, match="brackets must be contiguous float32"):
-        select.top_weights(scores, torch.tensor(3), beta, torch.zeros(50))
 
 
 def test_ranks_outside_the_row_are_refused():
@@ -166,11 +133,8 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
         chosen = [sim.step() for _ in range(25)]
         monkeypatch.undo()
         assert all(block.native == native for _, block in sim._blocks())
-        caches = [c for c in sim._lists.values() if c is not None]
-        hinted = [c for c in caches if c.dim() == 2]  # (R', m) hints
-        bracketed = [c for c in caches if c.dim() == 3 and c.dtype == torch.float32]  # (R', m, 2) brackets
+        hinted = [c for c in sim._lists.values() if c is not None and c.dim() == 2]  # (R', m) hints
         assert bool(hinted) == (native and "tau" not in policy and max(policy["k"]) <= 256)
-        assert bool(bracketed) == (native and "tau" not in policy and max(policy["k"]) > 256)
         return chosen, sim
 
     fast, a = run(True)
