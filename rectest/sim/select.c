@@ -177,6 +177,29 @@ static int kth_hinted(const float *s, int64_t n, int64_t k, float *h, uint32_t *
     return 0;
 }
 
+/* The row's 0/1 mask of the scores >= v and, unless logits is NULL, b * score (one IEEE product, as torch.mul);
+ * returns the number of ones. The pointers do not alias, so the loops are vectorised. (The exp of -inf or of
+ * underflowing logits is slow in torch: the mask stays apart.) */
+static int64_t mask_row(const float *restrict s, int64_t n, float v, float *restrict mask, float *restrict logits,
+                        float b) {
+    int32_t f = 0; /* (signed counts and a select of 1.0f / 0.0f: GCC vectorises these loops, not a cast) */
+    if (logits) {
+        for (int64_t j = 0; j < n; ++j) {
+            int32_t in = s[j] >= v;
+            mask[j] = in ? 1.0f : 0.0f;
+            logits[j] = b * s[j];
+            f += in;
+        }
+    } else {
+        for (int64_t j = 0; j < n; ++j) {
+            int32_t in = s[j] >= v;
+            mask[j] = in ? 1.0f : 0.0f;
+            f += in;
+        }
+    }
+    return f;
+}
+
 /* Rows [first, rows) of: n, the row length; scores: rows x n; k: rows entries in [1, n];
  * kth: out, rows; count: out, rows (scores >= kth as floats); idx: out, rows x kmax (kmax may be 0), the first
  * kmax indices with score >= kth in index order, padded with the last one found; mask: out, rows x n, or NULL
@@ -207,24 +230,7 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         int64_t found = 0;
         int64_t *out = idx + r * kmax;
         if (mask) {
-            float *out_mask = mask + r * n;
-            uint32_t f = 0;
-            if (logits) { /* (exp of -inf or of underflowing logits is slow in torch: the mask stays apart) */
-                float b = scale[r], *out_logits = logits + r * n;
-                for (int64_t j = 0; j < n; ++j) {
-                    uint32_t in = s[j] >= v;
-                    out_mask[j] = (float)in;
-                    out_logits[j] = b * s[j];
-                    f += in;
-                }
-            } else {
-                for (int64_t j = 0; j < n; ++j) {
-                    uint32_t in = s[j] >= v;
-                    out_mask[j] = (float)in;
-                    f += in;
-                }
-            }
-            found = f;
+            found = mask_row(s, n, v, mask + r * n, logits ? logits + r * n : NULL, logits ? scale[r] : 0.0f);
         } else if (c >= 0) { /* every score >= v is a candidate, and they are in index order */
             for (int64_t i = 0; i < c; ++i) { /* the candidates >= v compacted in place, without a branch */
                 int32_t j = pos[i];
