@@ -217,7 +217,9 @@ class BoundPolicy:
         use_lists = self.topk_only and not (self.native and self.kmax > NATIVE_LIST_MAX)
         self.list_length = list_length(self.kmax + 1, n) if use_lists else None
         # ... or from the compiled selection with hints carried across steps (the rows' candidates only)
-        self.hinted = self.topk_only and self.native and self.list_length is None
+        self.hinted = (
+            self.topk_only and self.native and self.list_length is None and select.hints_pay(self.kmax, n)
+        )
         # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
         # part by part, each part with its own fast path: a replica's draws never depend on its companions
         mmr = as_list(policy.mmr_lambda, "policy.mmr_lambda", optional=True) or [None]

@@ -23,6 +23,13 @@ from rectest.sim import native
 from rectest.sim.native import I64, INT, PTR
 
 MIN_ROWS_PER_THREAD = 64  # at least this many rows for each thread (fewer rows: fewer threads)
+HINT_SLACK = 32  # select.c's HINT_SLACK: a hint is a row's (k + HINT_SLACK)-th score
+
+
+def hints_pay(k: int, n: int) -> bool:
+    """True if hints make the selection of the top ``k`` of ``n`` scores cheaper: rows long against their
+    candidates (``n >= 4 (k + HINT_SLACK)``; the synthetic sweep's top-10 of 50 is as fast without)."""
+    return n >= 4 * (k + HINT_SLACK)
 
 
 def _kernel() -> ctypes._CFuncPtr | None:
