@@ -106,7 +106,8 @@ static uint32_t kth_search(const uint32_t *keys, int64_t n, int64_t k) {
 
 /* The k-th largest of n keys, by whichever search is faster for k. */
 static uint32_t kth_key(const uint32_t *keys, int64_t n, int64_t k) {
-    return k <= SMALL_K ? kth_small(keys, n, k) : kth_search(keys, n, k);
+    /* (the kept list costs about 135 ns a rank on rows of 1,682; the search about 1.8 ns a score, whatever k) */
+    return k == 1 || (k <= SMALL_K && k * 96 <= n) ? kth_small(keys, n, k) : kth_search(keys, n, k);
 }
 
 /* The keys and the positions (in index order) of the scores at least h, and (in *nan) whether the row holds a
