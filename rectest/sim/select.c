@@ -16,8 +16,9 @@
  * With a hint per row (a score from the row's previous step, carried by the caller), steps 1-3 run on the
  * candidates alone: one vectorised pass gathers the scores at least the hint; when at least k reach it, the k-th
  * largest of the row is the k-th largest of those candidates (every other score is below the hint), so the
- * search and the listing read a hundred-odd candidates instead of the whole row. The hint becomes the row's
- * (k + HINT_SLACK)-th largest score, so that it still has k scores above it after the vectors move; a row with fewer
+ * search and the listing read a hundred-odd candidates instead of the whole row. The hint moves up to the row's
+ * (k + HINT_SLACK)-th largest score when more candidates than that reach it (else it stays, lower), so that it
+ * still has k scores above it after the vectors move; a row with fewer
  * than k (or with no hint yet) is searched whole, as above, and its (k + HINT_SLACK)-th score becomes its hint. The
  * hint changes only the cost: every result is the same as without it.
  * Compiled and loaded by rectest/sim/select.py. */
@@ -112,8 +113,8 @@ static uint32_t kth_key(const uint32_t *keys, int64_t n, int64_t k) {
 }
 
 /* The keys and the positions (in index order) of the scores at least h, and (in *nan) whether the row holds a
- * NaN; keys and pos have room for n + 16 entries. One pass: with AVX-512, 16 scores a compare, whose passing
- * keys and positions are compressed into a register and stored whole (the next store overwrites the excess);
+ * NaN. One pass: with AVX-512, 16 scores a compare, whose passing keys and positions are compressed into a
+ * register and stored whole at entry c <= j (the next store overwrites the excess; the buffers keep 16 spare);
  * elsewhere 64 scores at a time as a bit mask whose set bits are read in order. Returns how many. */
 static int64_t gather_from(const float *s, int64_t n, float h, uint32_t *keys, int32_t *pos, int *nan) {
     int64_t c = 0, j = 0;
@@ -223,7 +224,8 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         uint32_t t;
         int64_t c = -1; /* candidates in keys / pos (-1: none, the whole row was searched) */
         if (!hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t)) {
-            if (hint) hint[r] = NAN; /* a NaN row: searched whole, no hint kept */
+            c = -1;                 /* a NaN row: searched whole (its candidates, if gathered, are not all) */
+            if (hint) hint[r] = NAN; /* and no hint kept */
             for (int64_t j = 0; j < n; ++j) keys[j] = key_of(s[j]);
             t = kth_key(keys, n, k[r]);
         }

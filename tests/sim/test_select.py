@@ -50,12 +50,18 @@ def test_kth_value_counts_and_indices_equal_the_definition(gen, n):
     check_rows(scores[:, ::2], per_row[:, ::2], kmax=3)  # a strided view is read as its values
 
 
-def test_ties_signed_zeros_and_infinities(gen):
-    n = 100
+def tricky_rows(gen: torch.Generator, n: int = 100) -> torch.Tensor:
+    """(50, n) rows of exact ties: all zeros, -0 beside +0, infinities."""
     scores = torch.randint(-3, 4, (50, n), generator=gen).float() / 4  # many exact ties
     scores[0] = 0.0
     scores[1, ::2] = -0.0  # -0 and +0 are equal scores
     scores[2, :3] = torch.tensor([torch.inf, -torch.inf, torch.inf])
+    return scores
+
+
+def test_ties_signed_zeros_and_infinities(gen):
+    n = 100
+    scores = tricky_rows(gen, n)
     for k in (1, 2, 10, 50, n):
         check_rows(scores, torch.tensor(k), kmax=12)
     kth, count, _ = select.select(scores, torch.tensor(10))
@@ -63,8 +69,11 @@ def test_ties_signed_zeros_and_infinities(gen):
 
 
 def same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> None:
+    """Equal bit for bit (floats compared as their bits: -0 is not +0, a NaN equals the same NaN)."""
     for x, y in zip(a, b, strict=True):
-        torch.testing.assert_close(x, y, rtol=0, atol=0, equal_nan=True)
+        if x.is_floating_point():
+            x, y = x.view(torch.int32), y.view(torch.int32)
+        assert torch.equal(x, y)
 
 
 @pytest.mark.parametrize("n", [1, 7, 64, 65, 300, 1682])
@@ -91,16 +100,20 @@ def test_hints_change_nothing_but_the_cost(gen, n):
 
 def test_hints_with_ties_zeros_infinities_and_nans(gen):
     n = 100
-    scores = torch.randint(-3, 4, (50, n), generator=gen).float() / 4  # many exact ties
-    scores[0] = 0.0
-    scores[1, ::2] = -0.0  # -0 and +0 are equal scores
-    scores[2, :3] = torch.tensor([torch.inf, -torch.inf, torch.inf])
+    scores = tricky_rows(gen, n)
     scores[3, 7] = torch.nan  # a NaN row: searched whole, its hint dropped
     for k in (1, 2, 10, 50, n):
         hints = torch.full((50,), float("nan"))
         for _ in range(2):
             same(select.select(scores, torch.tensor(k), 12, hints), select.select(scores, torch.tensor(k), 12))
         assert torch.isnan(hints[3]) and not bool(torch.isnan(hints[torch.arange(50) != 3]).any())
+    # a NaN in a row whose hint is set: its candidates from the hint are not all the scores >= its k-th
+    clean = torch.rand(1, 300, generator=gen)
+    hint = torch.full((1,), float("nan"))
+    select.select(clean, torch.tensor(5), 5, hint)  # leaves a high hint
+    dirty = clean - 0.5
+    dirty[0, 0] = torch.nan
+    same(select.select(dirty, torch.tensor(5), 5, hint), select.select(dirty, torch.tensor(5), 5))
     with pytest.raises(ValueError, match="hints must be contiguous float32"):
         select.select(scores, torch.tensor(3), 3, torch.zeros(50, dtype=torch.float64))
 
@@ -129,12 +142,15 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
 
     def run(native: bool) -> tuple[list[torch.Tensor], Simulation]:
         monkeypatch.setattr(select, "available", lambda device, dtype: native)
-        sim = Simulation(state, Policy(beta=2.0, **policy), Dynamics(), seeds=[0, 1, 2, 3], log_every=5)
+        sim = Simulation(  # chunks of 50 users: the hints are taken and written back a chunk at a time
+            state, Policy(beta=2.0, **policy), Dynamics(), seeds=[0, 1, 2, 3], log_every=5, chunk_size=50
+        )
         chosen = [sim.step() for _ in range(25)]
         monkeypatch.undo()
         assert all(block.native == native for _, block in sim._blocks())
         hinted = [c for c in sim._lists.values() if c is not None and c.dim() == 2]  # (R', m) hints
-        assert bool(hinted) == (native and "tau" not in policy and max(policy["k"]) <= 256)
+        k = max(policy["k"])
+        assert bool(hinted) == (native and "tau" not in policy and k <= 256 and select.hints_pay(k, 700))
         return chosen, sim
 
     fast, a = run(True)
