@@ -106,10 +106,60 @@ static uint32_t kth_search(const uint32_t *keys, int64_t n, int64_t k) {
 #define HINT_SLACK 32 /* (32 kept every row hinted in tests of 100 and 1,000 of 1,682 scores after a move of 0.1) */
 #endif
 
-/* The k-th largest of n keys, by whichever search is faster for k. */
-static uint32_t kth_key(const uint32_t *keys, int64_t n, int64_t k) {
-    /* (the kept list costs about 135 ns a rank on rows of 1,682; the search about 1.8 ns a score, whatever k) */
-    return k == 1 || (k <= SMALL_K && k * 96 <= n) ? kth_small(keys, n, k) : kth_search(keys, n, k);
+/* The keys of w[0..m) at least c (upper) or below it (!upper), in order, into dst (room for m + 16; dst may be w:
+ * entry o <= j is written after the 16 keys from j are read). Returns how many. */
+static int64_t keep_keys(const uint32_t *w, int64_t m, uint32_t c, int upper, uint32_t *dst) {
+    int64_t o = 0, j = 0;
+#ifdef __AVX512F__
+    const __m512i cv = _mm512_set1_epi32((int)c);
+    for (; j + 16 <= m; j += 16) {
+        __m512i x = _mm512_loadu_si512(w + j);
+        __mmask16 in = _mm512_cmpge_epu32_mask(x, cv);
+        in = upper ? in : (__mmask16)~in;
+        _mm512_storeu_si512(dst + o, _mm512_maskz_compress_epi32(in, x));
+        o += __builtin_popcount(in);
+    }
+#endif
+    for (; j < m; ++j) {
+        uint32_t x = w[j];
+        dst[o] = x;
+        o += (x >= c) == (upper != 0);
+    }
+    return o;
+}
+
+/* The k-th largest of n keys by kth_search's search over the bits on a working set that shrinks: once a probe's
+ * side holds at most half of the set, the set is cut to that side (compressed into scratch, room for n + 16), so
+ * the later probes read a few hundred keys, not n. keys is not changed. */
+static uint32_t kth_narrow(const uint32_t *keys, int64_t n, int64_t k, uint32_t *scratch) {
+    const uint32_t *w = keys;
+    int64_t m = n, need = k; /* the answer is the need-th largest of w[0..m), and at least need keys are >= t */
+    uint32_t t = 0;
+    for (int bit = 31; bit >= 0; --bit) {
+        if (m <= 64) return kth_search(w, m, need); /* (a short set: the plain search) */
+        uint32_t c = t | (1u << bit);
+        int64_t above = count_at_least(w, m, c);
+        if (above >= need) {
+            t = c;
+            if (above == need) return min_at_least(w, m, c);
+            if (2 * above <= m) {
+                m = keep_keys(w, m, c, 1, scratch);
+                w = scratch;
+            }
+        } else if (2 * above >= m) { /* (a set kept whole still holds the keys >= c: need counts them) */
+            need -= above;
+            m = keep_keys(w, m, c, 0, scratch);
+            w = scratch;
+        }
+    }
+    return t;
+}
+
+/* The k-th largest of n keys, by whichever search is faster for k and n (scratch: room for n + 16 keys). */
+static uint32_t kth_key(const uint32_t *keys, int64_t n, int64_t k, uint32_t *scratch) {
+    /* (on rows of 1,682 the kept list costs about 135 ns a rank, the narrowing search about 1 us whatever k) */
+    if (k == 1 || (k <= SMALL_K && k * 384 <= n)) return kth_small(keys, n, k);
+    return n > 64 ? kth_narrow(keys, n, k, scratch) : kth_search(keys, n, k);
 }
 
 /* The keys and the positions (in index order) of the scores at least h, and (in *nan) whether the row holds a
@@ -156,7 +206,7 @@ static int64_t gather_from(const float *s, int64_t n, float h, uint32_t *keys, i
  * 1 if the row holds a NaN (then *h is not changed). The candidates' keys and positions are left in keys[0..*c)
  * and pos[0..*c): every score at least the k-th largest is among them. */
 static int kth_hinted(const float *s, int64_t n, int64_t k, float *h, uint32_t *keys, int32_t *pos, int64_t *c,
-                      uint32_t *t) {
+                      uint32_t *t, uint32_t *scratch) {
     int nan;
     float hint = *h;
     int64_t k2 = k + HINT_SLACK < n ? k + HINT_SLACK : n;
@@ -171,12 +221,12 @@ static int kth_hinted(const float *s, int64_t n, int64_t k, float *h, uint32_t *
             if (s[j] != s[j]) return 1;
             keys[j] = key_of(s[j]);
         }
-        hint = value_of(kth_key(keys, n, k2));
+        hint = value_of(kth_key(keys, n, k2, scratch));
         *c = gather_from(s, n, hint, keys, pos, &nan);
     }
-    *t = kth_key(keys, *c, k);
+    *t = kth_key(keys, *c, k, scratch);
     /* a hint that kept more than k2 candidates moves up to the current k2-th score (else it stays, lower) */
-    *h = hinted && *c > k2 ? value_of(kth_key(keys, *c, k2)) : hint;
+    *h = hinted && *c > k2 ? value_of(kth_key(keys, *c, k2, scratch)) : hint;
     return 0;
 }
 
@@ -212,22 +262,23 @@ static int64_t mask_row(const float *restrict s, int64_t n, float v, float *rest
 static int select_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *k, float *kth,
                         int64_t *count, int64_t *idx, int64_t kmax, float *mask, float *logits,
                         const float *scale, float *hint) {
-    uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys);
+    uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys), *scratch = malloc((size_t)(n + 16) * sizeof *scratch);
     int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
-    if (!keys || !pos) {
+    if (!keys || !pos || !scratch) {
         free(keys);
         free(pos);
+        free(scratch);
         return -1;
     }
     for (int64_t r = first; r < rows; ++r) {
         const float *s = scores + r * n;
         uint32_t t;
         int64_t c = -1; /* candidates in keys / pos (-1: none, the whole row was searched) */
-        if (!hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t)) {
+        if (!hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t, scratch)) {
             c = -1;                 /* a NaN row: searched whole (its candidates, if gathered, are not all) */
             if (hint) hint[r] = NAN; /* and no hint kept */
             for (int64_t j = 0; j < n; ++j) keys[j] = key_of(s[j]);
-            t = kth_key(keys, n, k[r]);
+            t = kth_key(keys, n, k[r], scratch);
         }
         float v = value_of(t);
         kth[r] = v;
@@ -260,6 +311,7 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
     }
     free(keys);
     free(pos);
+    free(scratch);
     return 0;
 }
 

@@ -68,6 +68,28 @@ def test_ties_signed_zeros_and_infinities(gen):
     assert bool((count >= 10).all()) and bool((count > 10).any())  # ties counted: the caller sees them
 
 
+@pytest.mark.parametrize("n", [65, 97, 257, 1000, 3001])
+def test_kth_value_on_rows_of_every_kind(gen, n):
+    """The k-th value equals torch.topk's on rows that make the search over the bits narrow its working set in
+    every way: cosines, all equal, two values, tiny and huge magnitudes of both signs, infinities, a constant
+    run with one outlier; every k from 1 to n in steps."""
+    rows = [
+        torch.rand(n, generator=gen) * 2 - 1,
+        torch.full((n,), 0.25),
+        (torch.rand(n, generator=gen) < 0.5).float() - 0.5,
+        torch.randn(n, generator=gen) * 1e-40,  # subnormals
+        torch.randn(n, generator=gen) * torch.logspace(-30, 30, n),
+        torch.where(torch.rand(n, generator=gen) < 0.1, torch.inf, torch.randn(n, generator=gen)),
+        torch.cat([torch.full((n - 1,), -2.0), torch.tensor([3.0])]),
+    ]
+    scores = torch.stack(rows)  # (7, n)
+    for k in sorted({1, 2, 3, 5, 17, 25, 64, 65, n // 3, n // 2, n - 1, n}):
+        kth, count, _ = select.select(scores, torch.tensor(k))
+        ref = scores.topk(k, -1).values[:, -1]
+        assert torch.equal(kth, ref), k
+        assert torch.equal(count, (scores >= ref.unsqueeze(-1)).sum(-1)), k
+
+
 def same(a: tuple[torch.Tensor, ...], b: tuple[torch.Tensor, ...]) -> None:
     """Equal bit for bit (floats compared as their bits: -0 is not +0, a NaN equals the same NaN)."""
     for x, y in zip(a, b, strict=True):
