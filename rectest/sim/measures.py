@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 import torch
 from torch import Tensor
 
-from rectest.sim import pairs
+from rectest.sim import pairs, toplists
 from rectest.sim.shards import MIN, SUM, UserShards
 
 CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
@@ -179,17 +179,20 @@ def sparse_recommendation_sums(
     """
     R, c, k = idx.shape
     n, d = creators.shape[1], creators.shape[2]
-    flat = creators.reshape(R * n, d)
-    offset = torch.arange(R, device=idx.device).view(R, 1, 1) * n
-    rd_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
-    rel_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
-    step = max(1, GATHER_ELEMENTS // max(1, R * k * d))  # users whose (R, step, k, d) vectors are gathered
-    for a in range(0, c, step):
-        b = min(a + step, c)
-        vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)
-        vbar = torch.matmul(weights[:, a:b].unsqueeze(-2), vecs).squeeze(-2) / total[:, a:b]  # (R, c', d)
-        rd_rows[:, a:b] = _diversity_terms(vbar)
-        rel_rows[:, a:b] = torch.linalg.vecdot(users[:, a:b], vbar)  # <u_j, vbar_j> = sum_i p_ij s_ij
+    if toplists.sums_available(creators):  # one compiled pass a row, without the (R, c, k, d) gather
+        rd_rows, rel_rows = toplists.recommendation_terms(weights, idx, total, users, creators)  # (R, c) each
+    else:
+        flat = creators.reshape(R * n, d)
+        offset = torch.arange(R, device=idx.device).view(R, 1, 1) * n
+        rd_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
+        rel_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
+        step = max(1, GATHER_ELEMENTS // max(1, R * k * d))  # users whose (R, step, k, d) vectors are gathered
+        for a in range(0, c, step):
+            b = min(a + step, c)
+            vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)
+            vbar = torch.matmul(weights[:, a:b].unsqueeze(-2), vecs).squeeze(-2) / total[:, a:b]  # (R, c', d)
+            rd_rows[:, a:b] = _diversity_terms(vbar)
+            rel_rows[:, a:b] = torch.linalg.vecdot(users[:, a:b], vbar)  # <u_j, vbar_j> = sum_i p_ij s_ij
     if dense is not None:  # each such user as a batch of one: (t, 1, n) rows
         r, u, w = dense  # (t,), (t,), (t, n)
         w_rd, w_rr = recommendation_sums(

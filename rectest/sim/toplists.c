@@ -149,3 +149,46 @@ int draw_rows(int64_t rows, int64_t m, const int64_t *idx, const float *w, const
     }
     return failed ? -1 : 0;
 }
+
+/* RD's and RR's per-user terms from each row's top entries (sums_rows, for a logged top-k step): row b of R x c
+ * rows belongs to replica b / c; its mean recommended vector vbar = sum_t w[b, t] v[idx[b, t]] / total[b] over the
+ * replica's (n, d) creators, accumulated in float in entry order; rd[b] = max(0, 1 - |vbar|^2) and rr[b] = <u_b,
+ * vbar> with u_b the row's true user. The same floats as torch's per-row matmul up to the order of the sum over
+ * the entries (a few units in the last place). */
+static void sums_range(int64_t first, int64_t last, int64_t c, int64_t k, int64_t n, int64_t d, const float *w,
+                       const int64_t *idx, const float *total, const float *users, const float *creators,
+                       float *restrict acc, float *rd, float *rr) {
+    for (int64_t b = first; b < last; ++b) {
+        const float *v = creators + (b / c) * n * d, *wb = w + b * k, *u = users + b * d;
+        const int64_t *ib = idx + b * k;
+        for (int64_t q = 0; q < d; ++q) acc[q] = 0.0f;
+        for (int64_t t = 0; t < k; ++t) {
+            const float *restrict row = v + ib[t] * d;
+            float wt = wb[t];
+            for (int64_t q = 0; q < d; ++q) acc[q] += wt * row[q];
+        }
+        float norm = 0.0f, rel = 0.0f, tot = total[b];
+        for (int64_t q = 0; q < d; ++q) {
+            float m = acc[q] / tot;
+            norm += m * m;
+            rel += u[q] * m;
+        }
+        rd[b] = 1.0f - norm > 0.0f ? 1.0f - norm : 0.0f;
+        rr[b] = rel;
+    }
+}
+
+int sums_rows(int64_t rows, int64_t c, int64_t k, int64_t n, int64_t d, const float *w, const int64_t *idx,
+              const float *total, const float *users, const float *creators, float *rd, float *rr, int threads) {
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t a = rows * me / team, b = rows * (me + 1) / team;
+        float *acc = malloc((size_t)(d > 0 ? d : 1) * sizeof *acc);
+        if (!acc) failed = 1;
+        else if (b > a) sums_range(a, b, c, k, n, d, w, idx, total, users, creators, acc, rd, rr);
+        free(acc);
+    }
+    return failed ? -1 : 0;
+}

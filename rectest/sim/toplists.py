@@ -231,3 +231,59 @@ def draw(
         None if kth is None else kth.view(R, c, 1),
         None if tied is None else tied.view(R, c),
     )
+
+
+def _sums_kernel() -> ctypes._CFuncPtr | None:
+    """``sums_rows`` of ``toplists.c``, or None."""
+    return native.function(
+        "toplists", "sums_rows", I64, I64, I64, I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, PTR, INT, restype=INT
+    )
+
+
+def sums_available(creators: Tensor) -> bool:
+    """The compiled RD and RR terms apply: float32 CPU vectors, the kernel built."""
+    return creators.device.type == "cpu" and creators.dtype == torch.float32 and _sums_kernel() is not None
+
+
+def recommendation_terms(
+    weights: Tensor, creators_idx: Tensor, total: Tensor, users: Tensor, creators: Tensor
+) -> tuple[Tensor, Tensor]:
+    """RD's and RR's per-user terms from each user's top entries, in one compiled pass a row (``sums_rows``):
+    ``1 - |vbar_j|^2`` (at least 0) and ``<u_j, vbar_j>``, ``vbar_j = sum_t w_jt v_{i_jt} / total_j``, without
+    gathering the ``(R, c, k, d)`` entry vectors. Float sums in entry order (torch's matmul may order them
+    otherwise: the terms agree to a few units in the last place).
+
+    Args:
+        weights: ``(R, c, k)`` unnormalised weights of the creators ``creators_idx``.
+        creators_idx: ``(R, c, k)`` int64 creator indices.
+        total: ``(R, c, 1)`` the row sums of ``weights``.
+        users: ``(R, c, d)`` the true unit user vectors.
+        creators: ``(R, n, d)`` the true unit creator vectors.
+
+    Returns:
+        ``(R, c)`` RD terms and ``(R, c)`` RR terms.
+    """
+    R, c, k = creators_idx.shape
+    n, d = creators.shape[1], creators.shape[2]
+    rd = torch.empty(R, c, dtype=torch.float32)
+    rr = torch.empty(R, c, dtype=torch.float32)
+    w, idx, tot = weights.contiguous(), creators_idx.contiguous(), total.contiguous()
+    u, v = users.contiguous(), creators.contiguous()
+    code = _sums_kernel()(
+        R * c,
+        c,
+        k,
+        n,
+        d,
+        w.data_ptr(),
+        idx.data_ptr(),
+        tot.data_ptr(),
+        u.data_ptr(),
+        v.data_ptr(),
+        rd.data_ptr(),
+        rr.data_ptr(),
+        native.threads(R * c, MIN_ROWS_PER_THREAD),
+    )
+    if code:
+        raise MemoryError("recommendation_terms: out of memory for a row buffer")
+    return rd, rr

@@ -158,6 +158,31 @@ def test_creator_pair_measures_equal_the_separate_measures_sparse_and_dense():
     assert creator_pair_measures(mixed)[2].tolist() == [141, 141, 141]
 
 
+@pytest.mark.parametrize("k, d", [(1, 3), (7, 16), (100, 16), (33, 64)])
+def test_compiled_recommendation_terms_equal_the_gathered_ones(gen, k, d, monkeypatch):
+    """The compiled RD and RR terms of a float32 top-k draw (toplists.c, no gather of the entry vectors) equal
+    the torch path's to float rounding, weights past a replica's k at zero included."""
+    from rectest.sim import toplists
+    from rectest.sim.measures import sparse_recommendation_sums
+
+    if not toplists.sums_available(torch.zeros(1)):
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the torch path is the only one")
+    R, c, n = 3, 50, 300
+    users, creators = random_sphere(R, c, d, gen), random_sphere(R, n, d, gen)
+    idx = torch.stack([torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(c)]) for _ in range(R)])
+    weights = torch.rand(R, c, k, generator=gen) * 3
+    weights[1, :, k // 2 + 1 :] = 0  # a replica whose k is smaller than the lists
+    total = weights.sum(-1, keepdim=True)
+    compiled = sparse_recommendation_sums(weights, idx, total, users, creators)
+    monkeypatch.setattr(toplists, "sums_available", lambda creators: False)
+    gathered = sparse_recommendation_sums(weights, idx, total, users, creators)
+    for a, b in zip(compiled, gathered, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+    exact = sparse_recommendation_sums(weights.double(), idx, total.double(), users.double(), creators.double())
+    for a, b in zip(compiled, exact, strict=True):
+        torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
+
+
 def test_sparse_recommendation_sums_equal_the_dense_rows_and_the_definitions(gen):
     """RD and RR from a top-k draw's lists (the engine's logged top-k steps) equal the sums over the dense
     rows of the same policy, a user with tied k-th scores (its full row) included, and both equal the
