@@ -235,7 +235,9 @@ class Simulation:
         unmarked = self.first_polarized_step < 0  # (R,) the replicas whose first polarized step is still open
         if logged or bool(unmarked.any()):  # (on unlogged steps only their flags matter)
             among = None if logged else unmarked
-            polarized = M.is_polarized(self.users, self.creators, self.r_polarized, self.shards, among)  # (R,)
+            polarized = M.is_polarized(
+                self.users, self.creators, self.r_polarized, self.shards, among
+            )  # (R,)
             self._mark_polarized(polarized.cpu())
             if logged:
                 self._record(rd, rr, polarized)  # 2. measure (time-t state, time-t probabilities)
@@ -477,7 +479,9 @@ class Simulation:
         part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
             hints = None if p.hints is None else p.hints[:, rows].contiguous()  # (R', c), refreshed
-            draw = p.policy.draw_top_k(part_seen, uniforms, None if p.lists is None else p.lists[:, rows], hints)
+            draw = p.policy.draw_top_k(
+                part_seen, uniforms, None if p.lists is None else p.lists[:, rows], hints
+            )
             if hints is not None:
                 p.hints[:, rows] = hints
             out[:] = draw.chosen

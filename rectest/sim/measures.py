@@ -179,14 +179,18 @@ def sparse_recommendation_sums(
     """
     R, c, k = idx.shape
     n, d = creators.shape[1], creators.shape[2]
-    if toplists.sums_available(creators):  # one compiled pass a row, without the (R, c, k, d) gather
+    if toplists.sums_available(
+        weights, total, users, creators
+    ):  # one compiled pass a row, no (R, c, k, d) gather
         rd_rows, rel_rows = toplists.recommendation_terms(weights, idx, total, users, creators)  # (R, c) each
     else:
         flat = creators.reshape(R * n, d)
         offset = torch.arange(R, device=idx.device).view(R, 1, 1) * n
         rd_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
         rel_rows = torch.empty(R, c, dtype=creators.dtype, device=creators.device)
-        step = max(1, GATHER_ELEMENTS // max(1, R * k * d))  # users whose (R, step, k, d) vectors are gathered
+        step = max(
+            1, GATHER_ELEMENTS // max(1, R * k * d)
+        )  # users whose (R, step, k, d) vectors are gathered
         for a in range(0, c, step):
             b = min(a + step, c)
             vecs = flat.index_select(0, (idx[:, a:b] + offset).reshape(-1)).view(R, b - a, k, d)

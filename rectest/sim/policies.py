@@ -377,7 +377,9 @@ class BoundPolicy:
         kmax = self.kmax
         vals = None  # (R, c, kmax + 1) the lists' best scores, descending (None: the selection's entries)
         if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
-            kth, count, idx = select.select(scores, self.k.view(-1, 1), kmax, hints)  # (R, c), (R, c), (R, c, kmax)
+            kth, count, idx = select.select(
+                scores, self.k.view(-1, 1), kmax, hints
+            )  # (R, c), (R, c), (R, c, kmax)
             tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
             kth = kth.unsqueeze(-1)  # (R, c, 1)
             w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax)

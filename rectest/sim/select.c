@@ -161,7 +161,7 @@ static uint32_t kth_narrow(const uint32_t *keys, int64_t n, int64_t k, uint32_t 
 static uint32_t kth_key(const uint32_t *keys, int64_t n, int64_t k, uint32_t *scratch) {
     /* (on rows of 1,682 the kept list costs about 135 ns a rank, the narrowing search about 1 us whatever k) */
     if (k == 1 || (k <= SMALL_K && k * 384 <= n)) return kth_small(keys, n, k);
-    return n > 64 ? kth_narrow(keys, n, k, scratch) : kth_search(keys, n, k);
+    return kth_narrow(keys, n, k, scratch); /* (the plain search itself on rows of 64 or fewer) */
 }
 
 /* The keys and the positions (in index order) of the scores at least h, and (in *nan) whether the row holds a

@@ -240,9 +240,13 @@ def _sums_kernel() -> ctypes._CFuncPtr | None:
     )
 
 
-def sums_available(creators: Tensor) -> bool:
-    """The compiled RD and RR terms apply: float32 CPU vectors, the kernel built."""
-    return creators.device.type == "cpu" and creators.dtype == torch.float32 and _sums_kernel() is not None
+def sums_available(*tensors: Tensor) -> bool:
+    """The compiled RD and RR terms apply: every tensor (the weights, totals and vectors) float32 on the CPU,
+    the kernel built."""
+    return (
+        all(t.device.type == "cpu" and t.dtype == torch.float32 for t in tensors)
+        and _sums_kernel() is not None
+    )
 
 
 def recommendation_terms(

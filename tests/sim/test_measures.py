@@ -169,16 +169,20 @@ def test_compiled_recommendation_terms_equal_the_gathered_ones(gen, k, d, monkey
         pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the torch path is the only one")
     R, c, n = 3, 50, 300
     users, creators = random_sphere(R, c, d, gen), random_sphere(R, n, d, gen)
-    idx = torch.stack([torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(c)]) for _ in range(R)])
+    idx = torch.stack(
+        [torch.stack([torch.randperm(n, generator=gen)[:k] for _ in range(c)]) for _ in range(R)]
+    )
     weights = torch.rand(R, c, k, generator=gen) * 3
     weights[1, :, k // 2 + 1 :] = 0  # a replica whose k is smaller than the lists
     total = weights.sum(-1, keepdim=True)
     compiled = sparse_recommendation_sums(weights, idx, total, users, creators)
-    monkeypatch.setattr(toplists, "sums_available", lambda creators: False)
+    monkeypatch.setattr(toplists, "sums_available", lambda *tensors: False)
     gathered = sparse_recommendation_sums(weights, idx, total, users, creators)
     for a, b in zip(compiled, gathered, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
-    exact = sparse_recommendation_sums(weights.double(), idx, total.double(), users.double(), creators.double())
+    exact = sparse_recommendation_sums(
+        weights.double(), idx, total.double(), users.double(), creators.double()
+    )
     for a, b in zip(compiled, exact, strict=True):
         torch.testing.assert_close(a.double(), b, rtol=1e-5, atol=1e-5)
 

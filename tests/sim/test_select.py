@@ -117,7 +117,9 @@ def test_hints_change_nothing_but_the_cost(gen, n):
             same(select.select(scores, rank, kmax, hints), select.select(scores, rank, kmax))
             assert bool(((scores >= hints.unsqueeze(-1)).sum(-1) >= k).all())
         for fill in (float("inf"), -float("inf"), 0.0, 0.5):  # nothing reaches it, everything does, ...
-            same(select.select(scores, rank, kmax, torch.full((R, c), fill)), select.select(scores, rank, kmax))
+            same(
+                select.select(scores, rank, kmax, torch.full((R, c), fill)), select.select(scores, rank, kmax)
+            )
 
 
 def test_hints_with_ties_zeros_infinities_and_nans(gen):
@@ -127,7 +129,9 @@ def test_hints_with_ties_zeros_infinities_and_nans(gen):
     for k in (1, 2, 10, 50, n):
         hints = torch.full((50,), float("nan"))
         for _ in range(2):
-            same(select.select(scores, torch.tensor(k), 12, hints), select.select(scores, torch.tensor(k), 12))
+            same(
+                select.select(scores, torch.tensor(k), 12, hints), select.select(scores, torch.tensor(k), 12)
+            )
         assert torch.isnan(hints[3]) and not bool(torch.isnan(hints[torch.arange(50) != 3]).any())
     # a NaN in a row whose hint is set: its candidates from the hint are not all the scores >= its k-th
     clean = torch.rand(1, 300, generator=gen)

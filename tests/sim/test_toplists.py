@@ -118,6 +118,7 @@ def test_trajectories_with_lists_equal_full_row_top_k(ks, monkeypatch):
 
     with_lists, a = run(True)
     without, b = run(False)
+
     def lists_of(sim: Simulation) -> list[torch.Tensor]:
         return [c for c in sim._lists.values() if c is not None and c.dim() == 3]  # (R', m, L) lists
 
