@@ -18,7 +18,13 @@ from rectest.sim.dynamics import Dynamics
 from rectest.sim.errors import SimulationError
 from rectest.sim.incentives import check_climbers, creator_gradient
 from rectest.sim.policies import BoundPolicy, Policy
-from rectest.sim.rejection import PROPOSALS, draw_proposals, rejected_replicas, sample_by_rejection
+from rectest.sim.rejection import (
+    PROPOSALS,
+    draw_proposals,
+    draw_truncated,
+    rejected_replicas,
+    sample_by_rejection,
+)
 from rectest.sim.sampling import sample_inverse_cdf
 from rectest.sim.scoring import normalize
 from rectest.sim.shards import UserShards
@@ -49,6 +55,9 @@ class _Part:
     rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
     lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
     hints: Tensor | None = None  # (R', m) float32 top-k selection hints, or None
+    proposals: Tensor | None = (
+        None  # (R', m, PROPOSALS) float64 uniforms of the compiled truncated draw, or None
+    )
     creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
     true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
@@ -112,8 +121,10 @@ class Simulation:
             history then has ``exits``, the creators replaced before each logged step. None: no churn.
         sampler: ``"rejection"``: softmax and threshold replicas with ``beta <= REJECTION_MAX_BETA`` and at
             least ``REJECTION_MIN_CREATORS`` creators are drawn by exact rejection sampling
-            (:mod:`rectest.sim.rejection`), without scoring every creator; ``"inverse_cdf"``: every replica
-            from its full row (the draws of earlier runs).
+            (:mod:`rectest.sim.rejection`), without scoring every creator, and on the CPU top-k replicas beyond
+            the k-lists (or with a threshold or uniform traffic) by rejection from their eligible creators
+            (:func:`rectest.sim.select.draw_truncated`), without an exp of every score; ``"inverse_cdf"``:
+            every replica from its full row (the draws of earlier runs).
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).
@@ -422,11 +433,22 @@ class Simulation:
             replicas = torch.tensor(rs, device=self.users.device)
             lists, hints = self._top_cache(policy)
             p = _Part(replicas, span, policy, rejected, lists=lists, hints=hints)
+            if policy.draws_truncated and self.sampler == "rejection":
+                p.proposals = self._proposals(rs)
             p.creators = p.take(pol_creators)
             # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
             out.append(p)
         return out
+
+    def _proposals(self, replicas: list[int]) -> Tensor:
+        """This step's ``(R', m, PROPOSALS)`` float64 proposal uniforms of some replicas, each from its own
+        generator after the step's inverse-CDF uniforms (all users' when sharded, as :meth:`draw_uniforms`)."""
+        m = self.shards.total if self.shards is not None else self.users.shape[1]
+        draws = torch.empty(len(replicas), m, PROPOSALS, dtype=torch.float64, device=self.users.device)
+        for i, r in enumerate(replicas):
+            draw_proposals(self.generators[r], draws[i])
+        return draws if self.shards is None else draws[:, self.shards.start : self.shards.stop]
 
     def _top_cache(self, part: BoundPolicy) -> tuple[Tensor | None, Tensor | None]:
         """The selection cache of a top-k policy block, made at first use: ``(R', m, L)`` int32 candidate lists
@@ -457,8 +479,9 @@ class Simulation:
         finite: Tensor,
     ) -> None:
         """One chunk of one block's users, with the block's fast path: top-k from the k-lists, plain softmax
-        with beta folded into the score matmul, the rest from full rows. The draws are those of the general
-        path up to float rounding.
+        with beta folded into the score matmul, the compiled truncated draw (longer top-k lists, by rejection
+        from the eligible creators), the rest from full rows. The draws are those of the general path up to
+        float rounding, except the truncated draw's (the same distribution, other draws).
 
         Args:
             p: the block (:meth:`_parts`).
@@ -477,6 +500,17 @@ class Simulation:
             p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
             return
         part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
+        if (
+            p.proposals is not None
+        ):  # the compiled truncated draw (on logged steps the full rows give RD and RR)
+            out[:] = draw_truncated(p.policy, part_seen, uniforms, p.proposals[:, rows])  # (R', c)
+            p.clear(finite, (out < 0).any(1))  # a NaN score
+            if logged:
+                w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
+                total = w.sum(-1, keepdim=True)  # (R', c, 1)
+                p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+                p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))
+            return
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
             hints = None if p.hints is None else p.hints[:, rows].contiguous()  # (R', c), refreshed
             draw = p.policy.draw_top_k(

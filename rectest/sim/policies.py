@@ -260,6 +260,20 @@ class BoundPolicy:
             and max(beta) <= REJECTION_MAX_BETA
             and n >= REJECTION_MIN_CREATORS
         )
+        # top-k beyond the list path (or with a threshold or uniform traffic), a moderate beta, one kind: drawn
+        # on the CPU by the compiled truncated draw from its score rows (select.draw_truncated: proposals
+        # uniform over the eligible creators, no exp of every score) when the engine's sampler is "rejection"
+        self.draws_truncated = (
+            self.parts is None
+            and self.kmax is not None
+            and not self.topk_only
+            and self.mmr is None
+            and self.rho is None
+            and not self.any_inf
+            and max(beta) <= REJECTION_MAX_BETA
+            and n >= REJECTION_MIN_CREATORS
+            and self.native
+        )
 
     def subset(self, replicas: list[int]) -> BoundPolicy:
         """The same policy bound to some of its replicas only (in the given order).

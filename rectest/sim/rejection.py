@@ -22,10 +22,12 @@ do not depend on its companions, the chunking, the sharding or how many proposal
 from __future__ import annotations
 
 import copy
+import math
 
 import torch
 from torch import Tensor
 
+from rectest.sim import select
 from rectest.sim.policies import BoundPolicy
 from rectest.sim.sampling import sample_inverse_cdf
 
@@ -91,14 +93,61 @@ def sample_by_rejection(
             )
         chosen[:, a:b] = pick.view(R, b - a)
     if policy.eps is not None:  # uniform traffic: u < eps gives a uniform creator, the rest the softmax draw
-        eps = policy.eps.view(R, 1)  # (R, 1)
-        mixed = uniforms < eps  # (R, m)
-        spread = (uniforms / eps * n).floor_().long().clamp_(0, n - 1)  # (R, m) uniform on [0, n)
+        mixed, spread, uniforms = split_uniform_traffic(policy.eps, uniforms, n)
         chosen = torch.where(mixed, spread, chosen)
-        uniforms = torch.where(mixed, 0, (uniforms - eps) / (1 - eps)).clamp_(0, 1)  # uniform given u >= eps
         policy = copy.copy(policy)
         policy.eps = None  # the fallback draws from the softmax part alone
     _fall_back(policy, users, creators, uniforms, chunk_rows, chosen)
+    return chosen
+
+
+def split_uniform_traffic(eps: Tensor, uniforms: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Uniform traffic as a mixture drawn from the step's uniforms: ``u < eps`` gives the uniform creator
+    ``floor(u / eps n)``, and the rest the policy's own draw from ``(u - eps) / (1 - eps)`` (uniform given
+    ``u >= eps``): exactly ``(1 - eps) p + eps / n``.
+
+    Args:
+        eps: ``(R, 1, 1)`` uniform-traffic weights.
+        uniforms: ``(R, c)`` the step's uniforms.
+        n: creators.
+
+    Returns:
+        ``(R, c)`` bool the users given a uniform creator, ``(R, c)`` int64 that creator, and ``(R, c)`` the
+        uniforms for the policy's own draw.
+    """
+    eps = eps.view(-1, 1)  # (R, 1)
+    mixed = uniforms < eps  # (R, c)
+    spread = (uniforms / eps * n).floor_().long().clamp_(0, n - 1)  # (R, c) uniform on [0, n)
+    rest = torch.where(mixed, 0, (uniforms - eps) / (1 - eps)).clamp_(0, 1)  # (R, c) uniform given u >= eps
+    return mixed, spread, rest
+
+
+def draw_truncated(policy: BoundPolicy, scores: Tensor, uniforms: Tensor, proposals: Tensor) -> Tensor:
+    """One creator per user from its score row, exactly from the policy's distribution
+    (``policy.draws_truncated`` must hold): the compiled truncated draw (:func:`rectest.sim.select.draw_truncated`:
+    proposals uniform over the eligible creators, accepted with ``exp(beta (s - smax))``), mixed with uniform
+    traffic.
+
+    Args:
+        policy: a top-k policy with at most a threshold and uniform traffic, ``R`` replicas.
+        scores: ``(R, c, n)`` float32 CPU scores of a chunk of users.
+        uniforms: ``(R, c)`` the step's uniforms of these users (used by uniform traffic and by users who reject
+            every proposal).
+        proposals: ``(R, c, PROPOSALS)`` float64 proposal uniforms (:func:`draw_proposals`).
+
+    Returns:
+        ``(R, c)`` int64 creator indices; ``-1`` for a user whose scores hold a NaN.
+    """
+    n = scores.shape[-1]
+    mixed = spread = None
+    if policy.eps is not None:
+        mixed, spread, uniforms = split_uniform_traffic(policy.eps, uniforms, n)
+    tau = policy.tau.view(-1, 1) if policy.tau is not None else -math.inf
+    chosen = select.draw_truncated(
+        scores, policy.k.view(-1, 1), tau, policy.beta.view(-1, 1), uniforms, proposals
+    )  # (R, c)
+    if mixed is not None:
+        chosen = torch.where(mixed & (chosen >= 0), spread, chosen)
     return chosen
 
 
@@ -158,8 +207,18 @@ def _fall_back(
     u[r, slot] = uniforms[r, j]
     picks = torch.empty(R, width, dtype=torch.long, device=users.device)
     creators_t = creators.transpose(1, 2).contiguous()  # (R, d, n)
+    # with a threshold, the compiled draw exps the eligible scores alone (the users who fall back are those with
+    # few creators above tau); without one, torch's full-row draw (the softmax's draws stay as they were)
+    compiled = policy.tau is not None and select.available(users.device, users.dtype)
     for a in range(0, width, max(1, rows)):
         b = min(width, a + max(1, rows))
-        w = policy.weights(packed[:, a:b] @ creators_t, creators)  # (R, c, n) as the general path's
-        picks[:, a:b] = sample_inverse_cdf(w, u[:, a:b])[0]
+        scores = packed[:, a:b] @ creators_t  # (R, c, n)
+        if compiled:  # (a NaN row gives -1; its vectors fail the engine's check after the step)
+            tau, beta = policy.tau.view(-1, 1), policy.beta.view(-1, 1)
+            picks[:, a:b] = select.draw_truncated(
+                scores, scores.shape[-1], tau, beta, u[:, a:b], None
+            ).clamp_min_(0)
+        else:
+            w = policy.weights(scores, creators)  # (R, c, n) as the general path's
+            picks[:, a:b] = sample_inverse_cdf(w, u[:, a:b])[0]
     chosen[r, j] = picks[r, slot]

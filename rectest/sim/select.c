@@ -331,3 +331,88 @@ int select_rows(int64_t rows, int64_t n, const float *scores, const int64_t *k, 
     }
     return failed ? -1 : 0;
 }
+
+/* A draw from softmax(b * s) over the row's eligible scores, those at least v (v = -inf: all): the row's index,
+ * or -1 if the row holds a NaN or its largest eligible score is not finite. keys, pos and w: room for n + 16
+ * entries.
+ * 1. The eligible scores' positions, in index order, and their largest score smax (one compressing pass).
+ * 2. None eligible: the uniform creator floor(u n).
+ * 3. Up to L proposals p_j, uniform over the eligible: the eligible creator floor(p_j c) of the c, accepted when
+ *    frac(p_j c) < exp(b (s - smax)), a probability in (0, 1]. An accepted proposal is distributed exactly as
+ *    softmax(b s) over the eligible (rejection sampling against the uniform proposal).
+ * 4. All rejected (or L = 0): the inverse-CDF draw of u over the eligible weights exp(b (s - smax)), in double.
+ *    It is independent of the rejected proposals, so the mixture of 3 and 4 is exactly the softmax. */
+static int64_t draw_row(const float *s, int64_t n, float v, float b, double u, const double *p, int64_t L,
+                        uint32_t *keys, int32_t *pos, double *w) {
+    int nan;
+    int64_t c = gather_from(s, n, v, keys, pos, &nan);
+    if (nan) return -1;
+    if (c == 0) {
+        int64_t i = (int64_t)(u * (double)n);
+        return i < n ? i : n - 1;
+    }
+    uint32_t top = 0;
+    for (int64_t i = 0; i < c; ++i) top = keys[i] > top ? keys[i] : top;
+    double smax = value_of(top), bd = b;
+    if (!isfinite(smax)) return -1;
+    for (int64_t j = 0; j < L; ++j) {
+        double x = p[j] * (double)c;
+        int64_t i = (int64_t)x;
+        i = i < c ? i : c - 1;
+        if (x - (double)i < exp(bd * ((double)s[pos[i]] - smax))) return pos[i];
+    }
+    double total = 0.0;
+    for (int64_t i = 0; i < c; ++i) total += w[i] = exp(bd * ((double)s[pos[i]] - smax));
+    double target = u * total, acc = 0.0;
+    for (int64_t i = 0; i < c; ++i) {
+        acc += w[i];
+        if (acc > target) return pos[i];
+    }
+    return pos[c - 1];
+}
+
+/* Rows [first, rows) of: scores rows x n; k: rows ranks in [1, n] (n: no truncation); tau: rows thresholds
+ * (-inf: none); b: rows betas; u: rows uniforms; p: rows x L proposal uniforms (L may be 0); chosen: out, rows.
+ * A row's eligible scores are those at least max(its k-th largest, tau): the top k (ties at the k-th included)
+ * above the threshold. Returns 0, or -1 if out of memory. */
+static int draw_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *k,
+                      const float *tau, const float *b, const double *u, const double *p, int64_t L,
+                      int64_t *chosen) {
+    uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys), *scratch = malloc((size_t)(n + 16) * sizeof *scratch);
+    int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
+    double *w = malloc((size_t)(n + 16) * sizeof *w);
+    int failed = !keys || !pos || !scratch || !w;
+    for (int64_t r = first; r < rows && !failed; ++r) {
+        const float *s = scores + r * n;
+        float v = tau[r];
+        chosen[r] = -1;
+        if (k[r] < n) { /* the k-th largest score (a NaN row: -1) */
+            int bad = 0;
+            for (int64_t j = 0; j < n; ++j) {
+                bad |= s[j] != s[j];
+                keys[j] = key_of(s[j]);
+            }
+            if (bad) continue;
+            float kth = value_of(kth_key(keys, n, k[r], scratch));
+            v = kth > v ? kth : v;
+        }
+        chosen[r] = draw_row(s, n, v, b[r], u[r], p ? p + r * L : NULL, p ? L : 0, keys, pos, w);
+    }
+    free(keys);
+    free(pos);
+    free(scratch);
+    free(w);
+    return failed ? -1 : 0;
+}
+
+int draw_rows(int64_t rows, int64_t n, const float *scores, const int64_t *k, const float *tau,
+              const float *beta, const double *u, const double *p, int64_t L, int64_t *chosen, int threads) {
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t a = rows * me / team, b = rows * (me + 1) / team;
+        if (b > a) failed |= draw_range(a, b, n, scores, k, tau, beta, u, p, L, chosen) != 0;
+    }
+    return failed ? -1 : 0;
+}

@@ -141,3 +141,69 @@ def _run(
         raise MemoryError("select: out of memory for a row buffer")
     shaped = (x.view(*lead, x.shape[-1]) for x in (idx, mask, logits))
     return kth.view(lead), count.view(lead), *shaped
+
+
+def _draw_kernel() -> ctypes._CFuncPtr | None:
+    """``draw_rows`` of ``select.c``, or None."""
+    return native.function(
+        "select", "draw_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, I64, PTR, INT, restype=INT
+    )
+
+
+def draw_truncated(
+    scores: Tensor, k: Tensor, tau: Tensor, beta: Tensor, uniforms: Tensor, proposals: Tensor | None
+) -> Tensor:
+    """One draw per row from softmax(beta) over the row's eligible scores: the top ``k`` (ties at the k-th
+    included) that are also at least ``tau``; a uniform creator where none is eligible.
+
+    Exact: up to ``L`` proposals uniform over the eligible creators, accepted with probability
+    ``exp(beta (s - smax))`` (``smax`` the row's largest eligible score); if all are rejected (or ``L = 0``),
+    the inverse-CDF draw of ``uniforms`` over the eligible weights (see ``draw_row`` in ``select.c``). The
+    proposals cost a few scores a row where the full-row draw costs an ``exp`` of every score.
+
+    Args:
+        scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
+        k: integer ranks in ``[1, n]`` (``n``: no truncation), broadcastable to ``scores.shape[:-1]``.
+        tau: thresholds (``-inf``: none), broadcastable to ``scores.shape[:-1]``.
+        beta: finite sensitivities ``>= 0``, broadcastable to ``scores.shape[:-1]``.
+        uniforms: ``(...)`` draws in ``[0, 1)`` for the rows whose proposals are all rejected.
+        proposals: ``(..., L)`` float64 uniforms in ``[0, 1)``, or None (the inverse-CDF draw alone).
+
+    Returns:
+        ``(...)`` int64 creator indices, ``-1`` for a row that holds a NaN (or whose best eligible score is
+        infinite).
+    """
+    lead, n = scores.shape[:-1], scores.shape[-1]
+    flat = scores.reshape(-1, n).contiguous()  # (B, n)
+    rows = flat.shape[0]
+
+    def per_row(x: Tensor | float, dtype: torch.dtype) -> Tensor:
+        return torch.as_tensor(x, dtype=dtype).expand(lead).reshape(-1).contiguous()  # (B,)
+
+    ranks = per_row(k, torch.int64)
+    if rows and not bool(((ranks >= 1) & (ranks <= n)).all()):
+        raise ValueError(f"draw_truncated: ranks must lie in [1, {n}]")
+    thresholds, betas = per_row(tau, torch.float32), per_row(beta, torch.float32)
+    u = uniforms.to(torch.float64).reshape(-1).contiguous()  # (B,)
+    L = 0 if proposals is None else proposals.shape[-1]
+    p = None if proposals is None else proposals.to(torch.float64).reshape(rows, L).contiguous()  # (B, L)
+    chosen = torch.empty(rows, dtype=torch.int64)
+    kernel = _draw_kernel()
+    if kernel is None:
+        raise RuntimeError("draw_truncated: the kernel is not available (check available() first)")
+    code = kernel(
+        rows,
+        n,
+        flat.data_ptr(),
+        ranks.data_ptr(),
+        thresholds.data_ptr(),
+        betas.data_ptr(),
+        u.data_ptr(),
+        None if p is None else p.data_ptr(),
+        L,
+        chosen.data_ptr(),
+        native.threads(rows, MIN_ROWS_PER_THREAD),
+    )
+    if code:
+        raise MemoryError("draw_truncated: out of memory for a row buffer")
+    return chosen.view(lead)

@@ -1,16 +1,18 @@
 """Rejection sampling (rectest.sim.rejection): exact against the dense probabilities, the full-row fallback
 included, and a replica's draws independent of its companions, the chunking and the logging cadence."""
 
+import io
 import math
 
 import pytest
 import torch
 from sim_reference import user_probabilities
 
-from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere
+from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere, select
 from rectest.sim.engine import SAMPLERS
+from rectest.sim.errors import SimulationError
 from rectest.sim.policies import REJECTION_MAX_BETA
-from rectest.sim.rejection import PROPOSALS, sample_by_rejection
+from rectest.sim.rejection import PROPOSALS, draw_truncated, sample_by_rejection
 
 
 @pytest.fixture(autouse=True)
@@ -44,6 +46,9 @@ def draw_counts(policy: Policy, users, creators, trials: int, gen) -> torch.Tens
 
 
 @pytest.mark.parametrize(
+    "dtype", [torch.float64, torch.float32]
+)  # float32: the compiled fallback of thresholds
+@pytest.mark.parametrize(
     "params",
     [
         {"beta": [0.0, 1.0, REJECTION_MAX_BETA]},  # uniform, the paper's beta, the largest rejected beta
@@ -52,12 +57,12 @@ def draw_counts(policy: Policy, users, creators, trials: int, gen) -> torch.Tens
         {"beta": 2.0, "tau": [0.6, 0.95], "eps": 0.2},  # uniform traffic over a threshold and its fallback
     ],
 )
-def test_rejection_draws_follow_the_dense_probabilities(params):
+def test_rejection_draws_follow_the_dense_probabilities(params, dtype):
     gen = torch.Generator().manual_seed(11)
     R = len(next(v for v in params.values() if isinstance(v, list)))
     m, n, d = 6, 9, 3
-    users = random_sphere(R, m, d, gen, torch.float64)
-    creators = random_sphere(R, n, d, gen, torch.float64)
+    users = random_sphere(R, m, d, gen, dtype)
+    creators = random_sphere(R, n, d, gen, dtype)
     users[:, 0] = -creators[:, 0]  # a user opposite a creator: low acceptance, often the full-row fallback
     counts = draw_counts(Policy(**params), users, creators, 3000, gen)
     for r in range(R):
@@ -129,3 +134,106 @@ def test_small_worlds_keep_their_full_row_draws(monkeypatch):
     for sim in sims:
         sim.run(15)
     assert torch.equal(sims[0].users, sims[1].users)
+
+
+native = pytest.mark.skipif(
+    not select.available(torch.device("cpu"), torch.float32),
+    reason="no C compiler here (or RECTEST_NATIVE=0): top-k replicas are drawn from their full rows",
+)
+
+
+@pytest.fixture
+def long_lists(monkeypatch):
+    """These tests use short lists; the engine draws pure top-k by the truncated draw beyond TOPK_LIST_MAX."""
+    monkeypatch.setattr(policies, "TOPK_LIST_MAX", 4)
+
+
+@native
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"beta": [1.0, REJECTION_MAX_BETA, 0.0], "k": [17, 20, 30]},  # top-k beyond the lists (one kind)
+        {
+            "beta": 2.0,
+            "k": [20, 30],
+            "tau": [0.2, 0.9],
+        },  # with a threshold; 0.9 often leaves nothing: uniform
+        {"beta": [1.0, 3.0], "k": [10, 4], "eps": [0.3, 1.0]},  # uniform traffic: the mixture, and only it
+    ],
+)
+def test_truncated_draws_follow_the_dense_probabilities(params, long_lists):
+    """The engine's compiled truncated draw (top-k with a threshold and uniform traffic) against the
+    reference probabilities: chi-square of 3,000 draws per user."""
+    gen = torch.Generator().manual_seed(12)
+    R = len(next(v for v in params.values() if isinstance(v, list)))
+    m, n, d, trials = 5, 40, 3, 3000
+    users = random_sphere(R, m, d, gen)
+    creators = random_sphere(R, n, d, gen)
+    bound = Policy(**params).bind(R, n, torch.device("cpu"), torch.float32)
+    assert bound.draws_truncated
+    scores = users @ creators.transpose(1, 2)  # (R, m, n)
+    counts = torch.zeros(R, m, n, dtype=torch.float64)
+    for _ in range(trials):
+        draws = torch.rand(R, m, PROPOSALS, generator=gen, dtype=torch.float64)
+        picks = draw_truncated(bound, scores, torch.rand(R, m, generator=gen), draws)  # (R, m)
+        counts.scatter_add_(-1, picks.unsqueeze(-1), torch.ones(R, m, 1, dtype=torch.float64))
+    for r in range(R):
+        one = {key: (v[r] if isinstance(v, list) else v) for key, v in params.items()}
+        p = torch.stack([user_probabilities(scores[r, j], creators[r], **one) for j in range(m)])
+        stat, dof = chi_square(counts[r], p)
+        assert stat < dof + 6 * math.sqrt(2 * dof), (one, stat, dof)
+
+
+@native
+def test_truncated_replicas_ignore_companions_chunks_and_logging():
+    """A top-k replica drawn by the compiled truncated draw follows the same trajectory alone (logged every
+    step, chunks of 3 users) and in a batch with other kinds of policy (unlogged, one chunk)."""
+    gen = torch.Generator().manual_seed(6)
+    state = State(random_sphere(1, 40, 4, gen), random_sphere(1, 30, 4, gen))
+    dyn = Dynamics(eta_u=0.1, eta_c=0.1)
+    alone = Simulation(state, Policy(beta=1.0, k=20, eps=0.1), dyn, seeds=[5], chunk_size=3, log_every=1)
+    batch = Simulation(
+        state, Policy(beta=[1.0, 8.0, 1.0], k=[20, 20, 4], eps=[0.1, 0.0, 0.0]), dyn, seeds=[5, 6, 7]
+    )
+    batch.log_every = 10**6
+    assert [bool(p.draws_truncated) for _, p in batch.policy.parts] == [True, False, False]
+    for _ in range(30):
+        assert torch.equal(alone.step()[0], batch.step()[0])
+    assert torch.equal(alone.users[0], batch.users[0]) and torch.equal(alone.creators[0], batch.creators[0])
+    assert torch.isfinite(alone.history["RD"]).all() and torch.isfinite(alone.history["RR"]).all()
+
+
+@native
+def test_truncated_draws_resume_bit_identically_and_differ_from_the_inverse_cdf_sampler(long_lists):
+    gen = torch.Generator().manual_seed(3)
+    state = State(random_sphere(1, 30, 4, gen), random_sphere(1, 25, 4, gen))
+    args = (Policy(beta=[1.0, 2.0], k=[15, 10], tau=[0.1, None]), Dynamics(eta_u=0.1, eta_c=0.2))
+    whole = Simulation(state, *args, seeds=[1, 2], log_every=4)
+    assert all(part.draws_truncated for _, part in whole.policy.kinds())
+    whole.run(20)
+    first = Simulation(state, *args, seeds=[1, 2], log_every=4)
+    first.run(9)
+    buffer = io.BytesIO()
+    torch.save(first.state_dict(), buffer)
+    buffer.seek(0)
+    resumed = Simulation(state, *args, seeds=[1, 2], log_every=4)
+    resumed.load_state_dict(torch.load(buffer, weights_only=True))
+    resumed.run(11)
+    assert torch.equal(resumed.users, whole.users) and torch.equal(resumed.creators, whole.creators)
+    full_rows = Simulation(state, *args, seeds=[1, 2], log_every=4, sampler="inverse_cdf")
+    full_rows.run(20)
+    assert not torch.equal(full_rows.users, whole.users)  # other draws (the same distribution)
+
+
+@native
+def test_a_nan_score_of_a_truncated_replica_is_reported(long_lists):
+    """A NaN in a recommender's scores (the true vectors finite) is reported, not drawn as creator -1."""
+    gen = torch.Generator().manual_seed(4)
+    state = State(random_sphere(2, 10, 3, gen), random_sphere(2, 20, 3, gen))
+    sim = Simulation(state, Policy(beta=1.0, k=12), Dynamics(), seeds=[1, 2], log_every=10**6)
+    assert sim.policy.draws_truncated
+    sim.step()
+    learned = sim.creators.clone()
+    learned[1, 4] = math.nan  # replica 1's scores of creator 4 turn to NaN
+    with pytest.raises(SimulationError, match=r"recommendation weights at step 1 in replica\(s\) \[1\]"):
+        sim.step(score_users=sim.users.clone(), score_creators=learned)

@@ -1,6 +1,8 @@
 """The compiled top-k selection (rectest.sim.select): the k-th value bit for bit torch.topk's, the counts and the
 index lists it promises, and the engine's trajectories unchanged whether it or torch.topk selects."""
 
+import math
+
 import pytest
 import torch
 
@@ -169,7 +171,13 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
     def run(native: bool) -> tuple[list[torch.Tensor], Simulation]:
         monkeypatch.setattr(select, "available", lambda device, dtype: native)
         sim = Simulation(  # chunks of 50 users: the hints are taken and written back a chunk at a time
-            state, Policy(beta=2.0, **policy), Dynamics(), seeds=[0, 1, 2, 3], log_every=5, chunk_size=50
+            state,
+            Policy(beta=2.0, **policy),
+            Dynamics(),
+            seeds=[0, 1, 2, 3],
+            log_every=5,
+            chunk_size=50,
+            sampler="inverse_cdf",  # (the full-row draws: the rejection sampler draws other, exact ones)
         )
         chosen = [sim.step() for _ in range(25)]
         monkeypatch.undo()
@@ -186,3 +194,75 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
     assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
     for name in ("CD", "TP", "RD", "RR"):
         assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
+
+
+def truncated_probabilities(row: torch.Tensor, k: int, tau: float, beta: float) -> torch.Tensor:
+    """The spec's truncated softmax of one row in float64: the scores at least the k-th largest (ties included)
+    and at least tau; a uniform creator when none is."""
+    s = row.double()
+    eligible = (s >= s.topk(k).values[-1]) & (s >= tau)
+    if not bool(eligible.any()):
+        return torch.full_like(s, 1 / s.numel())
+    w = torch.exp(beta * (s - s[eligible].max())) * eligible
+    return w / w.sum()
+
+
+@pytest.mark.parametrize("proposals", [0, 1, 16])
+def test_truncated_draws_follow_the_dense_probabilities(proposals):
+    """Chi-square of 20,000 draws a row against the truncated softmax, with many proposals (almost always
+    accepted), one (often the inverse-CDF draw after it) and none (the inverse-CDF draw alone)."""
+    gen = torch.Generator().manual_seed(7)
+    n, trials = 40, 20_000
+    scores = torch.rand(7, n, generator=gen) * 2 - 1
+    scores[1, [3, 9, 17, 30]] = 0.7  # the 10-th largest ties with others: every tie is eligible
+    scores[1, scores[1] > 0.7] = 0.9
+    k = torch.tensor([5, 10, n, n, 3, n, 30])
+    tau = torch.tensor([-math.inf, -math.inf, 0.3, 1.5, 0.0, -math.inf, 0.2])  # 1.5: none eligible, uniform
+    beta = torch.tensor([1.0, 2.0, 3.0, 1.0, 0.0, 2.5, 1.0])
+    lists = None if proposals == 0 else torch.rand(trials, 7, proposals, generator=gen, dtype=torch.float64)
+    chosen = select.draw_truncated(
+        scores.expand(trials, -1, -1), k, tau, beta, torch.rand(trials, 7, generator=gen), lists
+    )  # (trials, 7)
+    for r in range(7):
+        p = truncated_probabilities(scores[r], int(k[r]), float(tau[r]), float(beta[r]))
+        counts = torch.bincount(chosen[:, r], minlength=n).double()
+        live = p > 0
+        assert counts[~live].sum() == 0, r  # an ineligible creator is never drawn
+        stat = ((counts - trials * p)[live] ** 2 / (trials * p)[live]).sum().item()
+        dof = int(live.sum()) - 1
+        assert stat < dof + 6 * math.sqrt(2 * max(dof, 1)), (r, stat, dof)  # about 6 sigma
+
+
+def test_truncated_draw_maps_proposals_and_uniforms_as_documented():
+    """A proposal p picks the eligible creator floor(p c) of the c in index order and accepts it when
+    frac(p c) < exp(beta (s - smax)); with none accepted, the inverse-CDF draw of u over the eligible weights."""
+    s = torch.tensor([[0.1, 0.9, -0.5, 0.4, 0.8, 0.0]])  # top 3: creators 1, 4, 3
+    k, beta = torch.tensor(3), torch.tensor(2.0)
+    one = torch.ones(1, dtype=torch.float64)
+
+    def draw(p: list[float], u: float) -> int:
+        return int(
+            select.draw_truncated(s, k, -math.inf, beta, one * u, torch.tensor([p], dtype=torch.float64))
+        )
+
+    assert [draw([i / 3], 0.0) for i in range(3)] == [1, 3, 4]  # frac 0: always accepted
+    accept_3 = math.exp(2.0 * (0.4 - 0.9))  # creator 3's acceptance probability, 0.37
+    assert draw([(1 + 0.99 * accept_3) / 3], 0.0) == 3
+    w = torch.exp(2.0 * (s[0].double() - 0.9)) * torch.tensor([0, 1, 0, 1, 1, 0.0], dtype=torch.float64)
+    cdf = w.cumsum(0) / w.sum()
+    for u in (0.0, 0.2, 0.5, 0.8, 0.999):
+        expected = int((cdf <= u).sum())  # the inverse CDF
+        assert draw([(1 + 1.01 * accept_3) / 3], u) == expected  # rejected: the uniform decides
+        assert int(select.draw_truncated(s, k, -math.inf, beta, one * u, None)) == expected
+    assert int(select.draw_truncated(s, 6, 0.95, beta, one * 0.55, None)) == 3  # none eligible: floor(u n)
+
+
+def test_truncated_draw_flags_nan_rows_and_refuses_bad_ranks():
+    s = torch.rand(3, 10)
+    s[1, 4] = math.nan
+    out = select.draw_truncated(s, torch.tensor([2, 2, 10]), -math.inf, 1.0, torch.rand(3), None)
+    assert out[1] == -1 and bool((out[[0, 2]] >= 0).all())
+    out = select.draw_truncated(s, 10, 0.0, 1.0, torch.rand(3), torch.rand(3, 4, dtype=torch.float64))
+    assert out[1] == -1
+    with pytest.raises(ValueError, match=r"ranks must lie in \[1, 10\]"):
+        select.draw_truncated(s, torch.tensor(0), -math.inf, 1.0, torch.rand(3), None)
