@@ -511,6 +511,18 @@ class Simulation:
                 p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
                 p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))
             return
+        if p.policy.mmr_native:  # the compiled MMR lists (and on logged steps RD and RR from them)
+            draw = p.policy.draw_mmr(part_seen, p.creators_t, uniforms)
+            out[:] = draw.chosen
+            p.clear(finite, ~(torch.isfinite(draw.total).all((1, 2)) & (draw.total > 0).all((1, 2))))
+            if logged:
+                p.add(
+                    sums,
+                    M.sparse_recommendation_sums(
+                        draw.weights, draw.creators, draw.total, truth, p.true_creators
+                    ),
+                )
+            return
         if p.policy.topk_only:  # from the k-lists (and on logged steps RD and RR from them too)
             hints = None if p.hints is None else p.hints[:, rows].contiguous()  # (R', c), refreshed
             draw = p.policy.draw_top_k(

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rectest.sim import mmr as mmr_kernel
 from rectest.sim import select, toplists
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.sampling import sample_inverse_cdf
@@ -219,6 +220,16 @@ class BoundPolicy:
         # ... or from the compiled selection with hints carried across steps (the rows' candidates only)
         self.hinted = (
             self.topk_only and self.native and self.list_length is None and select.hints_pay(self.kmax, n)
+        )
+        # MMR lists alone (no threshold, uniform traffic or diversity term; a moderate beta): the compiled greedy
+        # lists (rectest/sim/mmr.py) and the draw from them, without the (R, c, n) passes of _mmr_list
+        self.mmr_native = (
+            self.mmr is not None
+            and self.tau is None
+            and self.eps is None
+            and self.rho is None
+            and self.finite_beta
+            and mmr_kernel.available(device, dtype)
         )
         # a batch that mixes kinds of policy (a k sweep with k = n, the frontier's families) is computed
         # part by part, each part with its own fast path: a replica's draws never depend on its companions
@@ -426,6 +437,24 @@ class BoundPolicy:
             chosen[r, c] = sample_inverse_cdf(full, uniforms[r, c])[0]
             draw.tied, draw.tied_weights = (r, c), full
         return draw
+
+    def draw_mmr(self, scores: Tensor, creators_t: Tensor, uniforms: Tensor) -> TopkDraw:
+        """MMR sampling from the compiled greedy lists (``mmr_native`` policies): the same inverse-CDF draw as
+        :meth:`weights` followed by ``sample_inverse_cdf`` over the list (in index order), without the
+        ``(R, c, n)`` passes of the torch lists.
+
+        Args:
+            scores: ``(R, c, n)`` the policy's scores.
+            creators_t: ``(R, d, n)`` the policy's view of the creators, transposed.
+            uniforms: ``(R, c)`` draws in ``[0, 1)``.
+
+        Returns:
+            The choices and the lists' weights (:class:`TopkDraw`, no ties).
+        """
+        idx = mmr_kernel.lists(scores, creators_t, self.k, self.mmr)  # (R, c, kmax) in index order
+        w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax) as in weights()
+        chosen, w, idx, total, _, _ = toplists.draw(w, idx, self.k, uniforms)
+        return TopkDraw(chosen, w, idx, total)
 
     # -- truncation -------------------------------------------------------------------------------------
     def _eligible(self, scores: Tensor, creators: Tensor) -> tuple[Tensor | None, Tensor | None]:

@@ -1,0 +1,163 @@
+/* MMR re-ranking lists: the greedy list of each user, several users of one replica at a time.
+ *
+ * The greedy list of a user picks first the creator of largest score s_i (the first of equal scores), then, k - 1
+ * times, the creator of largest value lambda s_i - (1 - lambda) max_{picked l} <v_i, v_l> among those not picked
+ * (the first of equal values), as the torch path does. After each pick, one pass over the replica's creators, 16
+ * at a time, computes every creator's similarity to the newest pick (its d coordinates stored transposed, so 16
+ * creators' j-th coordinates are one vector), updates the running maximum and the value, and keeps the first
+ * largest value per lane. The users of a block (up to BLOCK of one replica) share each tile of 16 creators while it
+ * is in the L1 cache. No (users x creators) temporaries: the torch path's k matmuls and passes over every score
+ * become one pass a pick over n d coordinates, in cache.
+ * The values are float operations as torch's (lambda * s, (1 - lambda) * maxsim, their difference) but may be
+ * fused, and the similarities are float sums of products in another order than torch's matmul: the lists agree
+ * with it unless two values tie within a rounding.
+ * Compiled and loaded by rectest/sim/mmr.py. */
+#include <math.h>
+#include <omp.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define BLOCK 8
+#define W 16 /* creators a vector */
+
+typedef float vf __attribute__((vector_size(4 * W)));
+typedef int32_t vi __attribute__((vector_size(4 * W)));
+
+static inline vf load(const float *p) {
+    vf v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+
+static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
+
+static inline vf pick_f(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+
+static inline vi pick_i(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
+
+/* The index of the first largest of n values (a scalar pass: once per row). */
+static int64_t first_max(const float *x, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; ++i) best = x[i] > x[best] ? i : best;
+    return best;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* Per-thread buffers for rows of np = n rounded up to W: the replica's creators vt (d x np, zero padded), and per
+ * block row the scores s, the running maxima m, the exclusions x (0, or -inf for picked and padding) and the
+ * newest pick's d coordinates w. */
+typedef struct {
+    float *vt, *s, *m, *x, *w;
+} buffers_t;
+
+/* B <= BLOCK rows of one replica: scores (B x n), lists of k written to out (B x kmax, in index order, padded with
+ * the last); the replica's creators already in buf->vt. */
+static void mmr_block(const float *scores, int64_t n, int64_t np, int64_t d, int64_t B, int64_t k, float lam,
+                      int64_t *out, int64_t kmax, const buffers_t *buf) {
+    const float keep = 1.0f - lam; /* (1 - lambda), rounded as torch's 1 - mmr */
+    for (int64_t b = 0; b < B; ++b) {
+        float *s = buf->s + b * np, *x = buf->x + b * np;
+        memcpy(s, scores + b * n, (size_t)n * sizeof *s);
+        for (int64_t i = 0; i < np; ++i) x[i] = i < n ? 0.0f : -INFINITY;
+        for (int64_t i = n; i < np; ++i) s[i] = 0.0f;
+        out[b * kmax] = first_max(s, n);
+        x[out[b * kmax]] = -INFINITY;
+    }
+    for (int64_t t = 1; t < k; ++t) {
+        vf best[BLOCK];
+        vi at[BLOCK];
+        for (int64_t b = 0; b < B; ++b) {
+            int64_t p = out[b * kmax + t - 1];
+            for (int64_t j = 0; j < d; ++j) buf->w[b * d + j] = buf->vt[j * np + p];
+            for (int l = 0; l < W; ++l) {
+                best[b][l] = -INFINITY;
+                at[b][l] = INT32_MAX;
+            }
+        }
+        vi lane;
+        for (int l = 0; l < W; ++l) lane[l] = l;
+        for (int64_t c0 = 0; c0 < np; c0 += W) {
+            vi idx = lane + (int32_t)c0;
+            for (int64_t b = 0; b < B; ++b) {
+                vf acc = {0};
+                const float *w = buf->w + b * d;
+                for (int64_t j = 0; j < d; ++j) acc += load(buf->vt + j * np + c0) * w[j];
+                float *mp = buf->m + b * np + c0;
+                vf m = t == 1 ? acc : load(mp);
+                m = pick_f(acc > m, acc, m);
+                store(mp, m);
+                vf val = lam * load(buf->s + b * np + c0) - keep * m + load(buf->x + b * np + c0);
+                vi up = val > best[b];
+                best[b] = pick_f(up, val, best[b]);
+                at[b] = pick_i(up, idx, at[b]);
+            }
+        }
+        for (int64_t b = 0; b < B; ++b) {
+            float top = -INFINITY;
+            int32_t where = INT32_MAX;
+            for (int l = 0; l < W; ++l) {
+                if (best[b][l] > top || (best[b][l] == top && at[b][l] < where)) {
+                    top = best[b][l];
+                    where = at[b][l];
+                }
+            }
+            if (where == INT32_MAX) { /* every value NaN or -inf: the first creator not picked */
+                where = 0;
+                while (buf->x[b * np + where] != 0.0f) ++where;
+            }
+            out[b * kmax + t] = where;
+            buf->x[b * np + where] = -INFINITY;
+        }
+    }
+    for (int64_t b = 0; b < B; ++b) {
+        int64_t *o = out + b * kmax;
+        qsort(o, (size_t)k, sizeof *o, cmp_i64);
+        for (int64_t t = k; t < kmax; ++t) o[t] = o[k - 1];
+    }
+}
+
+/* rows = R * c rows of scores (n each); row r belongs to replica r / c, whose creators are vt + (r / c) d n
+ * (transposed: d x n); k and lam per replica; out rows x kmax. Returns 0, or -1 if out of memory. */
+int mmr_rows(int64_t rows, int64_t c, int64_t n, int64_t d, const float *scores, const float *vt, const int64_t *k,
+             const float *lam, int64_t kmax, int64_t *out, int threads) {
+    int failed = 0;
+    int64_t np = (n + W - 1) / W * W;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+        int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
+        int64_t a = rows * me / team, b = rows * (me + 1) / team;
+        buffers_t buf = {malloc((size_t)(d * np) * sizeof(float)), malloc((size_t)(BLOCK * np) * sizeof(float)),
+                         malloc((size_t)(BLOCK * np) * sizeof(float)), malloc((size_t)(BLOCK * np) * sizeof(float)),
+                         malloc((size_t)(BLOCK * d) * sizeof(float))};
+        if (!buf.vt || !buf.s || !buf.m || !buf.x || !buf.w) {
+            failed = 1;
+        } else {
+            int64_t loaded = -1;
+            for (int64_t r = a; r < b;) { /* blocks of rows of one replica */
+                int64_t replica = r / c, end = (replica + 1) * c;
+                int64_t B = end - r < BLOCK ? end - r : BLOCK;
+                B = b - r < B ? b - r : B;
+                if (replica != loaded) { /* the replica's creators, padded to np */
+                    for (int64_t j = 0; j < d; ++j) {
+                        memcpy(buf.vt + j * np, vt + (replica * d + j) * n, (size_t)n * sizeof(float));
+                        for (int64_t i = n; i < np; ++i) buf.vt[j * np + i] = 0.0f;
+                    }
+                    loaded = replica;
+                }
+                mmr_block(scores + r * n, n, np, d, B, k[replica], lam[replica], out + r * kmax, kmax, &buf);
+                r += B;
+            }
+        }
+        free(buf.vt);
+        free(buf.s);
+        free(buf.m);
+        free(buf.x);
+        free(buf.w);
+    }
+    return failed ? -1 : 0;
+}

@@ -1,0 +1,79 @@
+"""The compiled MMR lists (rectest.sim.mmr): the greedy lists of the spec, first index on ties, and the engine's
+trajectories unchanged whether they or the torch lists re-rank."""
+
+import pytest
+import torch
+from sim_reference import mmr_list
+
+from rectest.sim import Dynamics, Policy, Simulation, State, mmr, random_sphere
+from rectest.sim import policies as policies_module
+
+pytestmark = pytest.mark.skipif(
+    not mmr.available(torch.device("cpu"), torch.float32),
+    reason="no C compiler here (or RECTEST_NATIVE=0): the kernel cannot be built, the policies use the torch lists",
+)
+
+
+def kernel_lists(
+    scores: torch.Tensor, creators: torch.Tensor, k: list[int], lam: list[float]
+) -> torch.Tensor:
+    R = scores.shape[0]
+    return mmr.lists(
+        scores,
+        creators.transpose(1, 2).contiguous(),
+        torch.tensor(k).view(R, 1, 1),
+        torch.tensor(lam).view(R, 1, 1),
+    )
+
+
+@pytest.mark.parametrize("n, d", [(7, 3), (40, 16), (101, 5), (300, 70)])  # n below, at and off 16s; d > 64
+def test_lists_equal_the_greedy_loop(n, d):
+    gen = torch.Generator().manual_seed(n)
+    R, c = 4, 11
+    users, creators = random_sphere(R, c, d, gen), random_sphere(R, n, d, gen)
+    scores = users @ creators.transpose(1, 2)  # (R, c, n) float32
+    k = [1, min(n, 5), min(n, 12), min(n, 40)]  # one pick, short and long lists, every creator (n <= 40)
+    lam = [0.5, 0.0, 0.9, 1.0]
+    out = kernel_lists(scores, creators, k, lam)  # (R, c, max k)
+    assert out.shape == (R, c, max(k))
+    for r in range(R):
+        v = creators[r].double()
+        for j in range(c):
+            ref = sorted(mmr_list(scores[r, j].double(), v, k[r], lam[r]))
+            assert out[r, j, : k[r]].tolist() == ref, (r, j)
+            assert bool((out[r, j, k[r] :] == ref[-1]).all())  # padded with the last
+
+
+def test_ties_go_to_the_first_index():
+    """Scores on a grid of 0.25 and every creator twice: equal values everywhere, the first index wins."""
+    gen = torch.Generator().manual_seed(1)
+    half = random_sphere(1, 10, 4, gen)
+    creators = torch.cat([half, half], 1)  # (1, 20, 4): creator i + 10 is creator i
+    scores = (torch.rand(1, 6, 20, generator=gen) * 4).floor() / 4
+    for lam in (1.0, 0.5, 0.0):
+        out = kernel_lists(scores, creators, [8], [lam])
+        for j in range(6):
+            assert out[0, j].tolist() == sorted(mmr_list(scores[0, j].double(), creators[0].double(), 8, lam))
+
+
+def test_trajectories_equal_the_torch_lists(monkeypatch):
+    """The engine's MMR replicas draw the same creators at every step, and log the same measures, with the
+    compiled lists as with the torch ones."""
+    gen = torch.Generator().manual_seed(2)
+    state = State(random_sphere(1, 60, 8, gen), random_sphere(1, 90, 8, gen))
+    policy = Policy(beta=[1.0, 2.0, 0.0], k=[3, 10, 6], mmr_lambda=[0.5, 0.0, 0.9])
+
+    def run(native: bool) -> tuple[list[torch.Tensor], Simulation]:
+        monkeypatch.setattr(policies_module.mmr_kernel, "available", lambda device, dtype: native)
+        sim = Simulation(state, policy, Dynamics(), seeds=[0, 1, 2], log_every=4, chunk_size=25)
+        monkeypatch.undo()
+        assert all(part.mmr_native == native for _, part in sim.policy.kinds())
+        return [sim.step() for _ in range(20)], sim
+
+    fast, a = run(True)
+    slow, b = run(False)
+    for x, y in zip(fast, slow, strict=True):
+        assert torch.equal(x, y)
+    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
+    for name in ("CD", "TP", "RD", "RR"):
+        assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
