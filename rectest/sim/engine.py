@@ -503,10 +503,12 @@ class Simulation:
         if (
             p.proposals is not None
         ):  # the compiled truncated draw (on logged steps the full rows give RD and RR)
-            out[:] = draw_truncated(p.policy, part_seen, uniforms, p.proposals[:, rows])  # (R', c)
+            out[:], thresholds = draw_truncated(
+                p.policy, part_seen, uniforms, p.proposals[:, rows]
+            )  # (R', c)
             p.clear(finite, (out < 0).any(1))  # a NaN score
             if logged:
-                w = p.policy.weights(part_seen, p.creators)  # (R', c, n) unnormalised
+                w = p.policy.weights_above(part_seen, thresholds)  # (R', c, n) unnormalised, as weights()
                 total = w.sum(-1, keepdim=True)  # (R', c, 1)
                 p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
                 p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))

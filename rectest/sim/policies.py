@@ -368,6 +368,25 @@ class BoundPolicy:
             w = (1 - self.eps) * w + self.eps * total / self.n
         return w
 
+    def weights_above(self, scores: Tensor, thresholds: Tensor) -> Tensor:
+        """:meth:`weights` of a ``draws_truncated`` policy from each row's eligibility threshold (the
+        truncated draw's, ``max(kth, tau)``): the same floats, without selecting the k-th scores again.
+
+        Args:
+            scores: ``(R, c, n)`` the policy's scores.
+            thresholds: ``(R, c)`` each row's threshold.
+
+        Returns:
+            ``(R, c, n)`` weights, bit for bit those of :meth:`weights`.
+        """
+        w = torch.mul(scores, self.beta).exp_().mul_(_at_least(scores, thresholds.unsqueeze(-1)))  # (R, c, n)
+        if self.tau is not None:  # a row with nothing eligible: uniform over all creators
+            w = torch.where(w.amax(-1, keepdim=True) > 0, w, torch.ones_like(w))
+        if self.eps is not None:
+            total = w.sum(-1, keepdim=True)  # (R, c, 1)
+            w = (1 - self.eps) * w + self.eps * total / self.n
+        return w
+
     def probabilities(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Normalised probabilities ``(R, c, n)`` for a chunk of users (see :meth:`weights`)."""
         w = self.weights(scores, creators)

@@ -122,7 +122,9 @@ def split_uniform_traffic(eps: Tensor, uniforms: Tensor, n: int) -> tuple[Tensor
     return mixed, spread, rest
 
 
-def draw_truncated(policy: BoundPolicy, scores: Tensor, uniforms: Tensor, proposals: Tensor) -> Tensor:
+def draw_truncated(
+    policy: BoundPolicy, scores: Tensor, uniforms: Tensor, proposals: Tensor
+) -> tuple[Tensor, Tensor]:
     """One creator per user from its score row, exactly from the policy's distribution
     (``policy.draws_truncated`` must hold): the compiled truncated draw (:func:`rectest.sim.select.draw_truncated`:
     proposals uniform over the eligible creators, accepted with ``exp(beta (s - smax))``), mixed with uniform
@@ -136,19 +138,20 @@ def draw_truncated(policy: BoundPolicy, scores: Tensor, uniforms: Tensor, propos
         proposals: ``(R, c, PROPOSALS)`` float64 proposal uniforms (:func:`draw_proposals`).
 
     Returns:
-        ``(R, c)`` int64 creator indices; ``-1`` for a user whose scores hold a NaN.
+        ``(R, c)`` int64 creator indices (``-1`` for a user whose scores hold a NaN), and ``(R, c)`` float32 each
+        user's eligibility threshold (:meth:`~rectest.sim.policies.BoundPolicy.weights_above` gives the weights).
     """
     n = scores.shape[-1]
     mixed = spread = None
     if policy.eps is not None:
         mixed, spread, uniforms = split_uniform_traffic(policy.eps, uniforms, n)
     tau = policy.tau.view(-1, 1) if policy.tau is not None else -math.inf
-    chosen = select.draw_truncated(
+    chosen, thresholds = select.draw_truncated(
         scores, policy.k.view(-1, 1), tau, policy.beta.view(-1, 1), uniforms, proposals
-    )  # (R, c)
+    )  # (R, c), (R, c)
     if mixed is not None:
         chosen = torch.where(mixed & (chosen >= 0), spread, chosen)
-    return chosen
+    return chosen, thresholds
 
 
 def _first_accepted(
@@ -215,9 +218,9 @@ def _fall_back(
         scores = packed[:, a:b] @ creators_t  # (R, c, n)
         if compiled:  # (a NaN row gives -1; its vectors fail the engine's check after the step)
             tau, beta = policy.tau.view(-1, 1), policy.beta.view(-1, 1)
-            picks[:, a:b] = select.draw_truncated(
-                scores, scores.shape[-1], tau, beta, u[:, a:b], None
-            ).clamp_min_(0)
+            picks[:, a:b] = select.draw_truncated(scores, scores.shape[-1], tau, beta, u[:, a:b], None)[
+                0
+            ].clamp_min_(0)
         else:
             w = policy.weights(scores, creators)  # (R, c, n) as the general path's
             picks[:, a:b] = sample_inverse_cdf(w, u[:, a:b])[0]

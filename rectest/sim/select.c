@@ -372,12 +372,13 @@ static int64_t draw_row(const float *s, int64_t n, float v, float b, double u, c
 }
 
 /* Rows [first, rows) of: scores rows x n; k: rows ranks in [1, n] (n: no truncation); tau: rows thresholds
- * (-inf: none); b: rows betas; u: rows uniforms; p: rows x L proposal uniforms (L may be 0); chosen: out, rows.
+ * (-inf: none); b: rows betas; u: rows uniforms; p: rows x L proposal uniforms (L may be 0); chosen: out, rows;
+ * thr: out, rows, or NULL: each row's eligibility threshold max(k-th largest, tau).
  * A row's eligible scores are those at least max(its k-th largest, tau): the top k (ties at the k-th included)
  * above the threshold. Returns 0, or -1 if out of memory. */
 static int draw_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *k,
                       const float *tau, const float *b, const double *u, const double *p, int64_t L,
-                      int64_t *chosen) {
+                      int64_t *chosen, float *thr) {
     uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys), *scratch = malloc((size_t)(n + 16) * sizeof *scratch);
     int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
     double *w = malloc((size_t)(n + 16) * sizeof *w);
@@ -386,6 +387,7 @@ static int draw_range(int64_t first, int64_t rows, int64_t n, const float *score
         const float *s = scores + r * n;
         float v = tau[r];
         chosen[r] = -1;
+        if (thr) thr[r] = NAN;
         if (k[r] < n) { /* the k-th largest score (a NaN row: -1) */
             int bad = 0;
             for (int64_t j = 0; j < n; ++j) {
@@ -396,6 +398,7 @@ static int draw_range(int64_t first, int64_t rows, int64_t n, const float *score
             float kth = value_of(kth_key(keys, n, k[r], scratch));
             v = kth > v ? kth : v;
         }
+        if (thr) thr[r] = v;
         chosen[r] = draw_row(s, n, v, b[r], u[r], p ? p + r * L : NULL, p ? L : 0, keys, pos, w);
     }
     free(keys);
@@ -406,13 +409,14 @@ static int draw_range(int64_t first, int64_t rows, int64_t n, const float *score
 }
 
 int draw_rows(int64_t rows, int64_t n, const float *scores, const int64_t *k, const float *tau,
-              const float *beta, const double *u, const double *p, int64_t L, int64_t *chosen, int threads) {
+              const float *beta, const double *u, const double *p, int64_t L, int64_t *chosen, float *thr,
+              int threads) {
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t a = rows * me / team, b = rows * (me + 1) / team;
-        if (b > a) failed |= draw_range(a, b, n, scores, k, tau, beta, u, p, L, chosen) != 0;
+        if (b > a) failed |= draw_range(a, b, n, scores, k, tau, beta, u, p, L, chosen, thr) != 0;
     }
     return failed ? -1 : 0;
 }

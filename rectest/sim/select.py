@@ -146,13 +146,13 @@ def _run(
 def _draw_kernel() -> ctypes._CFuncPtr | None:
     """``draw_rows`` of ``select.c``, or None."""
     return native.function(
-        "select", "draw_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, I64, PTR, INT, restype=INT
+        "select", "draw_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, INT, restype=INT
     )
 
 
 def draw_truncated(
     scores: Tensor, k: Tensor, tau: Tensor, beta: Tensor, uniforms: Tensor, proposals: Tensor | None
-) -> Tensor:
+) -> tuple[Tensor, Tensor]:
     """One draw per row from softmax(beta) over the row's eligible scores: the top ``k`` (ties at the k-th
     included) that are also at least ``tau``; a uniform creator where none is eligible.
 
@@ -171,7 +171,7 @@ def draw_truncated(
 
     Returns:
         ``(...)`` int64 creator indices, ``-1`` for a row that holds a NaN (or whose best eligible score is
-        infinite).
+        infinite); ``(...)`` float32 each row's eligibility threshold ``max(kth, tau)`` (NaN for a NaN row).
     """
     lead, n = scores.shape[:-1], scores.shape[-1]
     flat = scores.reshape(-1, n).contiguous()  # (B, n)
@@ -188,6 +188,7 @@ def draw_truncated(
     L = 0 if proposals is None else proposals.shape[-1]
     p = None if proposals is None else proposals.to(torch.float64).reshape(rows, L).contiguous()  # (B, L)
     chosen = torch.empty(rows, dtype=torch.int64)
+    thresholds_out = torch.empty(rows, dtype=torch.float32)
     kernel = _draw_kernel()
     if kernel is None:
         raise RuntimeError("draw_truncated: the kernel is not available (check available() first)")
@@ -202,8 +203,9 @@ def draw_truncated(
         None if p is None else p.data_ptr(),
         L,
         chosen.data_ptr(),
+        thresholds_out.data_ptr(),
         native.threads(rows, MIN_ROWS_PER_THREAD),
     )
     if code:
         raise MemoryError("draw_truncated: out of memory for a row buffer")
-    return chosen.view(lead)
+    return chosen.view(lead), thresholds_out.view(lead)

@@ -175,7 +175,11 @@ def test_truncated_draws_follow_the_dense_probabilities(params, long_lists):
     counts = torch.zeros(R, m, n, dtype=torch.float64)
     for _ in range(trials):
         draws = torch.rand(R, m, PROPOSALS, generator=gen, dtype=torch.float64)
-        picks = draw_truncated(bound, scores, torch.rand(R, m, generator=gen), draws)  # (R, m)
+        picks, thresholds = draw_truncated(
+            bound, scores, torch.rand(R, m, generator=gen), draws
+        )  # (R, m) each
+        # the weights from the draw's thresholds are the policy's own, bit for bit
+        assert torch.equal(bound.weights_above(scores, thresholds), bound.weights(scores, creators))
         counts.scatter_add_(-1, picks.unsqueeze(-1), torch.ones(R, m, 1, dtype=torch.float64))
     for r in range(R):
         one = {key: (v[r] if isinstance(v, list) else v) for key, v in params.items()}

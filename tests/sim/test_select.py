@@ -220,9 +220,12 @@ def test_truncated_draws_follow_the_dense_probabilities(proposals):
     tau = torch.tensor([-math.inf, -math.inf, 0.3, 1.5, 0.0, -math.inf, 0.2])  # 1.5: none eligible, uniform
     beta = torch.tensor([1.0, 2.0, 3.0, 1.0, 0.0, 2.5, 1.0])
     lists = None if proposals == 0 else torch.rand(trials, 7, proposals, generator=gen, dtype=torch.float64)
-    chosen = select.draw_truncated(
+    chosen, thresholds = select.draw_truncated(
         scores.expand(trials, -1, -1), k, tau, beta, torch.rand(trials, 7, generator=gen), lists
-    )  # (trials, 7)
+    )  # (trials, 7) each
+    kth = scores.sort(-1, descending=True).values.gather(-1, (k - 1).view(-1, 1)).squeeze(-1)  # (7,)
+    kth = torch.where(k == n, -math.inf, kth)  # (k = n: no truncation)
+    assert torch.equal(thresholds, torch.maximum(kth, tau).expand(trials, -1))
     for r in range(7):
         p = truncated_probabilities(scores[r], int(k[r]), float(tau[r]), float(beta[r]))
         counts = torch.bincount(chosen[:, r], minlength=n).double()
@@ -242,7 +245,7 @@ def test_truncated_draw_maps_proposals_and_uniforms_as_documented():
 
     def draw(p: list[float], u: float) -> int:
         return int(
-            select.draw_truncated(s, k, -math.inf, beta, one * u, torch.tensor([p], dtype=torch.float64))
+            select.draw_truncated(s, k, -math.inf, beta, one * u, torch.tensor([p], dtype=torch.float64))[0]
         )
 
     assert [draw([i / 3], 0.0) for i in range(3)] == [1, 3, 4]  # frac 0: always accepted
@@ -253,16 +256,16 @@ def test_truncated_draw_maps_proposals_and_uniforms_as_documented():
     for u in (0.0, 0.2, 0.5, 0.8, 0.999):
         expected = int((cdf <= u).sum())  # the inverse CDF
         assert draw([(1 + 1.01 * accept_3) / 3], u) == expected  # rejected: the uniform decides
-        assert int(select.draw_truncated(s, k, -math.inf, beta, one * u, None)) == expected
-    assert int(select.draw_truncated(s, 6, 0.95, beta, one * 0.55, None)) == 3  # none eligible: floor(u n)
+        assert int(select.draw_truncated(s, k, -math.inf, beta, one * u, None)[0]) == expected
+    assert int(select.draw_truncated(s, 6, 0.95, beta, one * 0.55, None)[0]) == 3  # none eligible: floor(u n)
 
 
 def test_truncated_draw_flags_nan_rows_and_refuses_bad_ranks():
     s = torch.rand(3, 10)
     s[1, 4] = math.nan
-    out = select.draw_truncated(s, torch.tensor([2, 2, 10]), -math.inf, 1.0, torch.rand(3), None)
-    assert out[1] == -1 and bool((out[[0, 2]] >= 0).all())
-    out = select.draw_truncated(s, 10, 0.0, 1.0, torch.rand(3), torch.rand(3, 4, dtype=torch.float64))
+    out, thresholds = select.draw_truncated(s, torch.tensor([2, 2, 10]), -math.inf, 1.0, torch.rand(3), None)
+    assert out[1] == -1 and bool((out[[0, 2]] >= 0).all()) and bool(thresholds[1].isnan())
+    out, _ = select.draw_truncated(s, 10, 0.0, 1.0, torch.rand(3), torch.rand(3, 4, dtype=torch.float64))
     assert out[1] == -1
     with pytest.raises(ValueError, match=r"ranks must lie in \[1, 10\]"):
         select.draw_truncated(s, torch.tensor(0), -math.inf, 1.0, torch.rand(3), None)
