@@ -17,6 +17,11 @@ the creators (about ``e^-1`` for ``beta = 1``), against ``n d`` flops and ``n`` 
 randomness is fixed per step: one float64 uniform ``u`` per proposal gives the creator ``floor(u n)`` and the
 acceptance uniform ``frac(u n)``, drawn from the replica's own generator for every user, so a replica's draws
 do not depend on its companions, the chunking, the sharding or how many proposals were needed.
+
+Top-k replicas beyond the candidate lists (and top-k with a threshold or uniform traffic) are drawn on the CPU
+from their score rows by :func:`draw_truncated`: the same proposal uniforms, but uniform over each user's eligible
+creators (:func:`rectest.sim.select.draw_truncated`), so no exp of every score. On CUDA they take the full-row
+draw (the same distribution, other draws).
 """
 
 from __future__ import annotations

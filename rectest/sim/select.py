@@ -7,6 +7,12 @@ in a buffer the L1 cache holds (one pass for ``k <= 24``, else a binary search o
 one vectorised counting pass per bit): a few microseconds a row. The value is an element of the row, so every
 result is bit for bit what ``torch.topk`` gives, and the draws do not change.
 
+:func:`draw_truncated` draws from softmax(beta) over each row's eligible scores (the top k above a threshold)
+without an exp of every score: the row's eligible creators are listed in one compressing pass and proposed
+uniformly, each accepted with probability ``exp(beta (s - smax))``; a row that rejects every proposal takes the
+inverse-CDF draw over its eligible weights. Exact, not an approximation (rejection sampling against the uniform
+proposal; tested against the dense probabilities).
+
 The kernel is built and loaded by :mod:`rectest.sim.native` (compiled at first use, run on torch's OpenMP
 threads). Without it, :func:`available` is False and the policies use ``torch.topk`` (on CUDA ``torch.topk``
 is the fast path).

@@ -13,7 +13,7 @@ import torch.multiprocessing as mp
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, policies, random_sphere
+from rectest.sim import MEASURES, Dynamics, Policy, Simulation, State, policies, random_sphere, select
 from rectest.sim.churn import Churn
 from rectest.sim.shards import UserShards, shard_bounds
 
@@ -32,6 +32,8 @@ SCENARIOS = {
     "churn": (Policy(beta=2.0, k=[4, N_CREATORS]), Dynamics(), [1, 2], 2),
     # drawn by rejection sampling (allowed at this n by rejecting_small_worlds)
     "rejection": (Policy(beta=[1.0, 3.0], tau=[-1.0, 0.2]), Dynamics(eta_u=0.05), [8, 9], 3),
+    # top-k drawn by the compiled truncated draw (allowed at this n and k by rejecting_small_worlds)
+    "truncated": (Policy(beta=[1.0, 2.0], k=[4, 6], eps=[0.1, 0.0]), Dynamics(eta_u=0.05), [5, 6], 3),
 }
 EXTRA = {"churn": {"churn": Churn(window=3, min_share=0.6, entrant="copy", noise=0.2)}}
 """Simulation keywords of a scenario besides its policy and dynamics."""
@@ -39,13 +41,17 @@ EXTRA = {"churn": {"churn": Churn(window=3, min_share=0.6, entrant="copy", noise
 
 @contextmanager
 def rejecting_small_worlds(name: str):
-    """The "rejection" scenario draws by rejection although it has fewer than REJECTION_MIN_CREATORS."""
-    saved = policies.REJECTION_MIN_CREATORS
-    policies.REJECTION_MIN_CREATORS = 1 if name == "rejection" else saved
+    """The "rejection" and "truncated" scenarios draw by rejection although they have fewer than
+    REJECTION_MIN_CREATORS (and "truncated" lists shorter than TOPK_LIST_MAX)."""
+    saved = policies.REJECTION_MIN_CREATORS, policies.TOPK_LIST_MAX
+    if name in ("rejection", "truncated"):
+        policies.REJECTION_MIN_CREATORS = 1
+    if name == "truncated":
+        policies.TOPK_LIST_MAX = 2
     try:
         yield
     finally:
-        policies.REJECTION_MIN_CREATORS = saved
+        policies.REJECTION_MIN_CREATORS, policies.TOPK_LIST_MAX = saved
 
 
 def sharded(state: State, policy: Policy, dynamics: Dynamics, seeds: list[int], exact: bool = True, **kw):
@@ -71,6 +77,8 @@ def single_process(name: str) -> tuple[torch.Tensor, dict, Simulation]:
             initial_state(), policy, dynamics, seeds, log_every=log_every, chunk_size=6, **EXTRA.get(name, {})
         )
     assert bool(sim.rejecting) == (name == "rejection")
+    truncated = [part.draws_truncated for _, part in sim.policy.kinds()]
+    assert all(truncated) == (name == "truncated" and select.available(torch.device("cpu"), torch.float32))
     chosen, hist = drive(sim, STEPS)
     return chosen, hist, sim
 
