@@ -55,9 +55,8 @@ class _Part:
     rejected: bool  # drawn by rejection after the chunks (full rows only for RD and RR on logged steps)
     lists: Tensor | None = None  # (R', m, L) top-k candidate lists, or None
     hints: Tensor | None = None  # (R', m) float32 top-k selection hints, or None
-    proposals: Tensor | None = (
-        None  # (R', m, PROPOSALS) float64 uniforms of the compiled truncated draw, or None
-    )
+    truncated: bool = False  # drawn by the truncated draw (rectest.sim.select.draw_truncated)
+    proposals: Tensor | None = None  # (R', m, PROPOSALS) float64 its uniforms, while the part is sampled
     creators: Tensor | None = None  # (R', n, d') the policy's view of the creators
     creators_t: Tensor | None = None  # (R', d', n) the same, transposed and contiguous
     true_users: Tensor | None = None  # (R', m, d) the true users, on logged steps
@@ -121,10 +120,11 @@ class Simulation:
             history then has ``exits``, the creators replaced before each logged step. None: no churn.
         sampler: ``"rejection"``: softmax and threshold replicas with ``beta <= REJECTION_MAX_BETA`` and at
             least ``REJECTION_MIN_CREATORS`` creators are drawn by exact rejection sampling
-            (:mod:`rectest.sim.rejection`), without scoring every creator, and on the CPU top-k replicas beyond
-            the k-lists (or with a threshold or uniform traffic) by rejection from their eligible creators
-            (:func:`rectest.sim.select.draw_truncated`), without an exp of every score; ``"inverse_cdf"``:
-            every replica from its full row (the draws of earlier runs).
+            (:mod:`rectest.sim.rejection`), without scoring every creator, and top-k replicas beyond the
+            k-lists (or with a threshold or uniform traffic) by rejection from their eligible creators
+            (:func:`rectest.sim.select.draw_truncated`: compiled on the CPU, the same draws in torch elsewhere),
+            without an exp of every score; ``"inverse_cdf"``: every replica from its full row (the draws of
+            earlier runs).
 
     Raises:
         ValueError: bad parameter values or inconsistent replica counts (the message names the value).
@@ -318,12 +318,15 @@ class Simulation:
         )  # (R, m)
         return every if self.shards is None else every[:, self.shards.start : self.shards.stop]
 
-    def _sample_by_rejection(self, view: tuple[Tensor, Tensor], uniforms: Tensor, chosen: Tensor) -> None:
+    def _sample_by_rejection(
+        self, view: tuple[Tensor, Tensor], uniforms: Tensor, chosen: Tensor, finite: Tensor
+    ) -> None:
         """Draw the rejection-sampled replicas' creators into ``chosen`` ``(R, m)`` (see rectest.sim.rejection),
         over whatever the full-row pass left there for them.
 
         Each such replica draws ``PROPOSALS`` uniforms per user from its own generator, after the step's
-        inverse-CDF uniforms (all ``m`` users' when sharded, so a draw does not depend on the sharding).
+        inverse-CDF uniforms (all ``m`` users' when sharded, so a draw does not depend on the sharding). Clears
+        ``finite`` ``(R,)`` for the replicas with a user whose scores hold a NaN.
         """
         users, creators = view
         m = self.shards.total if self.shards is not None else users.shape[1]
@@ -342,6 +345,7 @@ class Simulation:
                 self._chunk(creators.shape[1]),
             )  # (R', m)
             chosen.index_copy_(0, replicas, picks)
+            finite[replicas[(picks < 0).any(1)]] = False  # a NaN score
 
     def _policy_view(
         self, score_users: Tensor | None, score_creators: Tensor | None
@@ -377,17 +381,22 @@ class Simulation:
             if logged:  # RD and RR need the true vectors only, not the true scores
                 p.true_users, p.true_creators = p.take(self.users), p.take(self.creators)
             users, draws, out = p.take(pol_users), p.take(uniforms), p.take(chosen)
+            if p.truncated:  # (drawn part by part: one part's proposals in memory at a time)
+                p.proposals = self._proposals(p.replicas.tolist())
             for a, b in M._row_chunks(m, self._chunk(self.creators.shape[1], p.size)):
                 rows = slice(a, b)
                 truth = p.true_users[:, rows] if logged else None  # (R', c, d) true users, for RR
                 self._sample_part(p, rows, users[:, rows], draws[:, rows], out[:, rows], truth, sums, finite)
             if p.span is None:  # out is a copy: write it back
                 p.put(chosen, out)
+            p.proposals = None
         if self.twins:
             self.twins.copy_draws(chosen, sums, finite, uniforms, self._ties)
         self._ties.clear()
+        self._sample_by_rejection(
+            view, uniforms, chosen, finite
+        )  # (on logged steps, over the full rows' draws)
         self._guard(finite, "recommendation weights")
-        self._sample_by_rejection(view, uniforms, chosen)  # (on logged steps, over the full rows' draws)
         if self.shards is None or not logged:
             return chosen, sums[0] / m, sums[1] / m
         sums = self.shards.reduce(sums.double()) / self.shards.total  # (2, R) per-user sums over all ranks
@@ -433,8 +442,7 @@ class Simulation:
             replicas = torch.tensor(rs, device=self.users.device)
             lists, hints = self._top_cache(policy)
             p = _Part(replicas, span, policy, rejected, lists=lists, hints=hints)
-            if policy.draws_truncated and self.sampler == "rejection":
-                p.proposals = self._proposals(rs)
+            p.truncated = policy.draws_truncated and self.sampler == "rejection"
             p.creators = p.take(pol_creators)
             # (contiguous: a batched matmul with a transposed view is up to 2x slower on CPU)
             p.creators_t = p.creators.transpose(1, 2).contiguous()  # (R', d', n) this block's only
@@ -479,8 +487,8 @@ class Simulation:
         finite: Tensor,
     ) -> None:
         """One chunk of one block's users, with the block's fast path: top-k from the k-lists, plain softmax
-        with beta folded into the score matmul, the compiled truncated draw (longer top-k lists, by rejection
-        from the eligible creators), the rest from full rows. The draws are those of the general path up to
+        with beta folded into the score matmul, the truncated draw (longer top-k lists, by rejection from the
+        eligible creators), the rest from full rows. The draws are those of the general path up to
         float rounding, except the truncated draw's (the same distribution, other draws).
 
         Args:
@@ -500,12 +508,8 @@ class Simulation:
             p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
             return
         part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
-        if (
-            p.proposals is not None
-        ):  # the compiled truncated draw (on logged steps the full rows give RD and RR)
-            out[:], thresholds = draw_truncated(
-                p.policy, part_seen, uniforms, p.proposals[:, rows]
-            )  # (R', c)
+        if p.truncated:  # the truncated draw (on logged steps the full rows give RD and RR)
+            out[:], thresholds = draw_truncated(p.policy, part_seen, uniforms, p.proposals[:, rows])
             p.clear(finite, (out < 0).any(1))  # a NaN score
             if logged:
                 w = p.policy.weights_above(part_seen, thresholds)  # (R', c, n) unnormalised, as weights()

@@ -271,9 +271,10 @@ class BoundPolicy:
             and max(beta) <= REJECTION_MAX_BETA
             and n >= REJECTION_MIN_CREATORS
         )
-        # top-k beyond the list path (or with a threshold or uniform traffic), a moderate beta, one kind: drawn
-        # on the CPU by the compiled truncated draw from its score rows (select.draw_truncated: proposals
-        # uniform over the eligible creators, no exp of every score) when the engine's sampler is "rejection"
+        # top-k beyond the list path (or with a threshold or uniform traffic), a moderate beta, one kind: drawn by
+        # the truncated draw from its score rows (select.draw_truncated: proposals uniform over the eligible
+        # creators, no exp of every score; compiled on the CPU, the same draws in torch elsewhere) when the
+        # engine's sampler is "rejection"
         self.draws_truncated = (
             self.parts is None
             and self.kmax is not None
@@ -283,7 +284,6 @@ class BoundPolicy:
             and not self.any_inf
             and max(beta) <= REJECTION_MAX_BETA
             and n >= REJECTION_MIN_CREATORS
-            and self.native
         )
 
     def subset(self, replicas: list[int]) -> BoundPolicy:

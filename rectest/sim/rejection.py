@@ -39,6 +39,7 @@ from rectest.sim.sampling import sample_inverse_cdf
 PROPOSALS = 16  # per user per step: at beta = 1 and cosines near 0, about 1 user in 1,500 falls back
 FIRST_ROUND = 4  # proposals scored for every user; the rest only for users who rejected these
 PROPOSAL_ELEMENTS = 1 << 22  # users per chunk: at most this many proposal coordinates at once
+NAN_SCORE = -2  # a user one of whose proposals scored NaN (reported as -1 once the fallback has run)
 
 
 def rejected_replicas(policy: BoundPolicy) -> list[tuple[Tensor, BoundPolicy]]:
@@ -68,7 +69,7 @@ def sample_by_rejection(
         chunk_rows: users per chunk of the full-row fallback (bounds its ``(R, rows, n)`` temporaries).
 
     Returns:
-        ``(R, m)`` int64 creator indices.
+        ``(R, m)`` int64 creator indices; ``-1`` for a user whose scores hold a NaN.
     """
     R, m, d = users.shape
     n = creators.shape[1]
@@ -85,7 +86,7 @@ def sample_by_rejection(
         rb, rt = beta[replica], None if tau is None else tau[replica]  # (R c, 1)
         proposals = draws[:, a:b].flatten(0, 1)  # (R c, PROPOSALS)
         pick = _first_accepted(u, flat_creators, n, base, rb, rt, proposals[:, :FIRST_ROUND])  # (R c,)
-        late = (pick < 0).nonzero().squeeze(1)  # (t,) users who rejected the first round
+        late = (pick == -1).nonzero().squeeze(1)  # (t,) users who rejected the first round
         if late.numel():
             pick[late] = _first_accepted(
                 u[late],
@@ -99,11 +100,11 @@ def sample_by_rejection(
         chosen[:, a:b] = pick.view(R, b - a)
     if policy.eps is not None:  # uniform traffic: u < eps gives a uniform creator, the rest the softmax draw
         mixed, spread, uniforms = split_uniform_traffic(policy.eps, uniforms, n)
-        chosen = torch.where(mixed, spread, chosen)
+        chosen = torch.where(mixed & (chosen != NAN_SCORE), spread, chosen)
         policy = copy.copy(policy)
         policy.eps = None  # the fallback draws from the softmax part alone
     _fall_back(policy, users, creators, uniforms, chunk_rows, chosen)
-    return chosen
+    return chosen.masked_fill_(chosen == NAN_SCORE, -1)
 
 
 def split_uniform_traffic(eps: Tensor, uniforms: Tensor, n: int) -> tuple[Tensor, Tensor, Tensor]:
@@ -179,7 +180,7 @@ def _first_accepted(
         draws: ``(t, L)`` float64 uniforms: proposal ``floor(u n)``, acceptance uniform ``frac(u n)``.
 
     Returns:
-        ``(t,)`` int64 creator indices in ``[0, n)`` or -1.
+        ``(t,)`` int64 creator indices in ``[0, n)``, -1 if none was accepted, ``NAN_SCORE`` if a proposal scored NaN.
     """
     scaled = draws * n  # (t, L)
     whole = scaled.floor()
@@ -193,14 +194,15 @@ def _first_accepted(
         accept.mul_(s >= tau)  # ineligible creators are never accepted
     ok = accept_u < accept.double()  # (t, L)
     first = ok.to(torch.uint8).argmax(-1, keepdim=True)  # (t, 1) the first accepted (0 when none)
-    return torch.where(ok.any(-1), idx.gather(-1, first).squeeze(-1), -1)
+    pick = torch.where(ok.any(-1), idx.gather(-1, first).squeeze(-1), -1)
+    return torch.where(s.isnan().any(-1), NAN_SCORE, pick)  # (a NaN score: reported, not skipped)
 
 
 def _fall_back(
     policy: BoundPolicy, users: Tensor, creators: Tensor, uniforms: Tensor, rows: int, chosen: Tensor
 ) -> None:
     """Draw the users still at -1 in ``chosen`` from their full rows, with the policy's weights (in place)."""
-    r, j = (chosen < 0).nonzero(as_tuple=True)  # (t,) each, sorted by replica
+    r, j = (chosen == -1).nonzero(as_tuple=True)  # (t,) each, sorted by replica
     if not r.numel():
         return
     R, _, d = users.shape
@@ -215,18 +217,18 @@ def _fall_back(
     u[r, slot] = uniforms[r, j]
     picks = torch.empty(R, width, dtype=torch.long, device=users.device)
     creators_t = creators.transpose(1, 2).contiguous()  # (R, d, n)
-    # with a threshold, the compiled draw exps the eligible scores alone (the users who fall back are those with
-    # few creators above tau); without one, torch's full-row draw (the softmax's draws stay as they were)
-    compiled = policy.tau is not None and select.available(users.device, users.dtype)
+    # with a threshold, the truncated draw exps the eligible scores alone (the users who fall back are those with
+    # few creators above tau); without one, torch's full-row draw (the softmax's draws stay as they were). A user
+    # whose scores hold a NaN gets -1 (the engine reports it).
     for a in range(0, width, max(1, rows)):
         b = min(width, a + max(1, rows))
         scores = packed[:, a:b] @ creators_t  # (R, c, n)
-        if compiled:  # (a NaN row gives -1; its vectors fail the engine's check after the step)
+        if policy.tau is not None:
             tau, beta = policy.tau.view(-1, 1), policy.beta.view(-1, 1)
-            picks[:, a:b] = select.draw_truncated(scores, scores.shape[-1], tau, beta, u[:, a:b], None)[
-                0
-            ].clamp_min_(0)
+            picks[:, a:b] = select.draw_truncated(scores, scores.shape[-1], tau, beta, u[:, a:b], None)[0]
         else:
             w = policy.weights(scores, creators)  # (R, c, n) as the general path's
-            picks[:, a:b] = sample_inverse_cdf(w, u[:, a:b])[0]
+            pick, total = sample_inverse_cdf(w, u[:, a:b])  # (R, c), (R, c, 1)
+            ok = (torch.isfinite(total) & (total > 0)).squeeze(-1)  # (R, c)
+            picks[:, a:b] = torch.where(ok, pick, -1)
     chosen[r, j] = picks[r, slot]

@@ -398,8 +398,8 @@ static int draw_range(int64_t first, int64_t rows, int64_t n, const float *score
             float kth = value_of(kth_key(keys, n, k[r], scratch));
             v = kth > v ? kth : v;
         }
-        if (thr) thr[r] = v;
         chosen[r] = draw_row(s, n, v, b[r], u[r], p ? p + r * L : NULL, p ? L : 0, keys, pos, w);
+        if (thr) thr[r] = chosen[r] < 0 ? NAN : v;
     }
     free(keys);
     free(pos);

@@ -21,6 +21,7 @@ is the fast path).
 from __future__ import annotations
 
 import ctypes
+import math
 
 import torch
 from torch import Tensor
@@ -165,10 +166,13 @@ def draw_truncated(
     Exact: up to ``L`` proposals uniform over the eligible creators, accepted with probability
     ``exp(beta (s - smax))`` (``smax`` the row's largest eligible score); if all are rejected (or ``L = 0``),
     the inverse-CDF draw of ``uniforms`` over the eligible weights (see ``draw_row`` in ``select.c``). The
-    proposals cost a few scores a row where the full-row draw costs an ``exp`` of every score.
+    proposals cost a few scores a row where the full-row draw costs an ``exp`` of every score. Float32 CPU
+    scores go through the kernel (see :func:`available`); others (CUDA, float64, no C compiler) through the same
+    algorithm in torch, which draws the same creators up to rounding (an acceptance within a rounding of its
+    probability).
 
     Args:
-        scores: ``(..., n)`` float32 CPU scores (see :func:`available`).
+        scores: ``(..., n)`` scores.
         k: integer ranks in ``[1, n]`` (``n``: no truncation), broadcastable to ``scores.shape[:-1]``.
         tau: thresholds (``-inf``: none), broadcastable to ``scores.shape[:-1]``.
         beta: finite sensitivities ``>= 0``, broadcastable to ``scores.shape[:-1]``.
@@ -177,28 +181,31 @@ def draw_truncated(
 
     Returns:
         ``(...)`` int64 creator indices, ``-1`` for a row that holds a NaN (or whose best eligible score is
-        infinite); ``(...)`` float32 each row's eligibility threshold ``max(kth, tau)`` (NaN for a NaN row).
+        infinite); ``(...)`` each row's eligibility threshold ``max(kth, tau)`` (float32 from the kernel; NaN where
+        the choice is -1).
     """
     lead, n = scores.shape[:-1], scores.shape[-1]
     flat = scores.reshape(-1, n).contiguous()  # (B, n)
-    rows = flat.shape[0]
+    rows, device = flat.shape[0], scores.device
 
     def per_row(x: Tensor | float, dtype: torch.dtype) -> Tensor:
-        return torch.as_tensor(x, dtype=dtype).expand(lead).reshape(-1).contiguous()  # (B,)
+        return torch.as_tensor(x, dtype=dtype, device=device).expand(lead).reshape(-1).contiguous()  # (B,)
 
     ranks = per_row(k, torch.int64)
     if rows and not bool(((ranks >= 1) & (ranks <= n)).all()):
         raise ValueError(f"draw_truncated: ranks must lie in [1, {n}]")
-    thresholds, betas = per_row(tau, torch.float32), per_row(beta, torch.float32)
     u = uniforms.to(torch.float64).reshape(-1).contiguous()  # (B,)
     L = 0 if proposals is None else proposals.shape[-1]
     p = None if proposals is None else proposals.to(torch.float64).reshape(rows, L).contiguous()  # (B, L)
+    if not available(device, scores.dtype):
+        chosen, thresholds = _draw_truncated_torch(
+            flat, ranks, per_row(tau, scores.dtype), per_row(beta, torch.float64), u, p
+        )
+        return chosen.view(lead), thresholds.view(lead)
+    thresholds, betas = per_row(tau, torch.float32), per_row(beta, torch.float32)
     chosen = torch.empty(rows, dtype=torch.int64)
     thresholds_out = torch.empty(rows, dtype=torch.float32)
-    kernel = _draw_kernel()
-    if kernel is None:
-        raise RuntimeError("draw_truncated: the kernel is not available (check available() first)")
-    code = kernel(
+    code = _draw_kernel()(
         rows,
         n,
         flat.data_ptr(),
@@ -215,3 +222,56 @@ def draw_truncated(
     if code:
         raise MemoryError("draw_truncated: out of memory for a row buffer")
     return chosen.view(lead), thresholds_out.view(lead)
+
+
+def _draw_truncated_torch(
+    s: Tensor, k: Tensor, tau: Tensor, beta: Tensor, u: Tensor, p: Tensor | None
+) -> tuple[Tensor, Tensor]:
+    """``draw_row`` of ``select.c`` in torch for ``(B, n)`` rows: the same steps, the same use of the uniforms.
+
+    Args:
+        s: ``(B, n)`` scores; k: ``(B,)`` ranks; tau: ``(B,)`` thresholds; beta: ``(B,)`` float64; u: ``(B,)``
+            float64 uniforms; p: ``(B, L)`` float64 proposals or None.
+
+    Returns:
+        ``(B,)`` int64 choices (-1: a NaN row) and ``(B,)`` thresholds.
+    """
+    B, n = s.shape
+    kth = torch.full_like(tau, -math.inf)  # (B,) no truncation where k = n
+    short = k < n
+    if bool(short.any()):
+        top = s[short].topk(int(k[short].max()), dim=-1).values  # (b, kmax) descending
+        kth[short] = top.gather(-1, (k[short] - 1).unsqueeze(-1)).squeeze(-1)
+    v = torch.maximum(kth, tau)  # (B,) the eligibility threshold
+    eligible = s >= v.unsqueeze(-1)  # (B, n)
+    count = eligible.sum(-1)  # (B,)
+    sd = s.to(torch.float64)
+    smax = sd.masked_fill(~eligible, -math.inf).amax(-1)  # (B,) the largest eligible score
+    bad = s.isnan().any(-1) | ((count > 0) & ~torch.isfinite(smax))  # (B,) as the kernel: -1
+    chosen = torch.full((B,), -1, dtype=torch.int64, device=s.device)
+    accepted = torch.zeros(B, dtype=torch.bool, device=s.device)
+    if p is not None and p.shape[1]:
+        c = count.unsqueeze(-1).to(torch.float64)  # (B, 1)
+        x = p * c  # (B, L)
+        i = x.floor().minimum(c - 1).clamp_min(0)  # (B, L) the proposal's rank among the eligible
+        ranks = eligible.cumsum(-1)  # (B, n) eligible creators up to each one
+        pos = torch.searchsorted(ranks, i.long() + 1).clamp_max(
+            n - 1
+        )  # (B, L) the (i + 1)-th eligible creator
+        ok = (x - i) < torch.exp(beta.unsqueeze(-1) * (sd.gather(-1, pos) - smax.unsqueeze(-1)))  # (B, L)
+        accepted = ok.any(-1) & (count > 0)
+        first = ok.to(torch.uint8).argmax(-1, keepdim=True)  # (B, 1) the first accepted
+        chosen = torch.where(accepted, pos.gather(-1, first).squeeze(-1), chosen)
+    empty = count == 0
+    chosen = torch.where(empty, (u * n).long().clamp_max(n - 1), chosen)
+    rest = (~accepted & ~empty & ~bad).nonzero().squeeze(-1)  # (t,) the inverse-CDF draws
+    if rest.numel():
+        w = torch.exp(beta[rest].unsqueeze(-1) * (sd[rest] - smax[rest].unsqueeze(-1)))  # (t, n)
+        w = w.masked_fill_(~eligible[rest], 0.0)
+        cdf = w.cumsum(-1)  # (t, n)
+        target = u[rest].unsqueeze(-1) * cdf[:, -1:]  # (t, 1)
+        last = n - 1 - eligible[rest].flip(-1).to(torch.uint8).argmax(-1)  # (t,) the last eligible creator
+        pick = (cdf <= target).sum(-1).minimum(last)  # (t,) the first whose cumulative sum exceeds the target
+        chosen[rest] = pick
+    chosen = torch.where(bad, -1, chosen)
+    return chosen, torch.where(bad, math.nan, v)

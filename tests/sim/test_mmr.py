@@ -5,7 +5,7 @@ import pytest
 import torch
 from sim_reference import mmr_list
 
-from rectest.sim import Dynamics, Policy, Simulation, State, mmr, random_sphere
+from rectest.sim import Dynamics, Policy, Simulation, State, mmr, random_sphere, select
 from rectest.sim import policies as policies_module
 
 pytestmark = pytest.mark.skipif(
@@ -77,3 +77,41 @@ def test_trajectories_equal_the_torch_lists(monkeypatch):
     assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
     for name in ("CD", "TP", "RD", "RR"):
         assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
+
+
+def test_lists_at_real_size_equal_the_torch_lists():
+    """ml-100k-like rows (500 of 1,682 creators' worth, d = 16, lists of 20): the torch lists' creators exactly."""
+    gen = torch.Generator().manual_seed(3)
+    users, creators = random_sphere(2, 40, 16, gen), random_sphere(2, 500, 16, gen)
+    scores = users @ creators.transpose(1, 2)
+    bound = Policy(beta=1.0, k=20, mmr_lambda=[0.5, 0.8]).bind(2, 500, torch.device("cpu"), torch.float32)
+    torch_lists = bound._mmr_list(scores, creators)  # (2, 40, 500) 0/1
+    ours = torch.zeros_like(scores).scatter_(-1, kernel_lists(scores, creators, [20, 20], [0.5, 0.8]), 1.0)
+    assert torch.equal(ours, torch_lists)
+
+
+def test_threads_split_the_rows_without_changing_them():
+    """Two OpenMP threads (rows split between them, blocks cut at the split) give one thread's lists and draws."""
+    gen = torch.Generator().manual_seed(4)
+    users, creators = random_sphere(3, 301, 8, gen), random_sphere(3, 70, 8, gen)
+    scores = users @ creators.transpose(1, 2)
+    k, tau, beta = torch.tensor([[5], [9], [70]]), torch.tensor([[-1.0], [0.1], [0.3]]), torch.tensor([[1.0]])
+    uniforms, proposals = (
+        torch.rand(3, 301, generator=gen),
+        torch.rand(3, 301, 4, generator=gen, dtype=torch.float64),
+    )
+    saved = torch.get_num_threads()
+    results = []
+    try:
+        for threads in (1, 2):
+            torch.set_num_threads(threads)
+            results.append(
+                (
+                    kernel_lists(scores, creators, [5, 9, 12], [0.5, 0.2, 0.9]),
+                    *select.draw_truncated(scores, k, tau, beta, uniforms, proposals),
+                )
+            )
+    finally:
+        torch.set_num_threads(saved)
+    for one, two in zip(*results, strict=True):
+        assert torch.equal(one, two)

@@ -138,7 +138,7 @@ def test_small_worlds_keep_their_full_row_draws(monkeypatch):
 
 native = pytest.mark.skipif(
     not select.available(torch.device("cpu"), torch.float32),
-    reason="no C compiler here (or RECTEST_NATIVE=0): top-k replicas are drawn from their full rows",
+    reason="no C compiler here (or RECTEST_NATIVE=0): the truncated draw runs in torch alone",
 )
 
 
@@ -148,7 +148,7 @@ def long_lists(monkeypatch):
     monkeypatch.setattr(policies, "TOPK_LIST_MAX", 4)
 
 
-@native
+@pytest.mark.parametrize("compiled", [True, False])  # the kernel, or its torch twin (CUDA, no compiler)
 @pytest.mark.parametrize(
     "params",
     [
@@ -161,9 +161,13 @@ def long_lists(monkeypatch):
         {"beta": [1.0, 3.0], "k": [10, 4], "eps": [0.3, 1.0]},  # uniform traffic: the mixture, and only it
     ],
 )
-def test_truncated_draws_follow_the_dense_probabilities(params, long_lists):
-    """The engine's compiled truncated draw (top-k with a threshold and uniform traffic) against the
-    reference probabilities: chi-square of 3,000 draws per user."""
+def test_truncated_draws_follow_the_dense_probabilities(params, compiled, long_lists, monkeypatch):
+    """The engine's truncated draw (top-k with a threshold and uniform traffic) against the reference
+    probabilities: chi-square of 3,000 draws per user."""
+    if compiled and not select.available(torch.device("cpu"), torch.float32):
+        pytest.skip("no C compiler here (or RECTEST_NATIVE=0): the kernel cannot be built")
+    if not compiled:
+        monkeypatch.setattr(select, "available", lambda device, dtype: False)
     gen = torch.Generator().manual_seed(12)
     R = len(next(v for v in params.values() if isinstance(v, list)))
     m, n, d, trials = 5, 40, 3, 3000
@@ -188,7 +192,6 @@ def test_truncated_draws_follow_the_dense_probabilities(params, long_lists):
         assert stat < dof + 6 * math.sqrt(2 * dof), (one, stat, dof)
 
 
-@native
 def test_truncated_replicas_ignore_companions_chunks_and_logging():
     """A top-k replica drawn by the compiled truncated draw follows the same trajectory alone (logged every
     step, chunks of 3 users) and in a batch with other kinds of policy (unlogged, one chunk)."""
@@ -207,7 +210,6 @@ def test_truncated_replicas_ignore_companions_chunks_and_logging():
     assert torch.isfinite(alone.history["RD"]).all() and torch.isfinite(alone.history["RR"]).all()
 
 
-@native
 def test_truncated_draws_resume_bit_identically_and_differ_from_the_inverse_cdf_sampler(long_lists):
     gen = torch.Generator().manual_seed(3)
     state = State(random_sphere(1, 30, 4, gen), random_sphere(1, 25, 4, gen))
@@ -229,15 +231,48 @@ def test_truncated_draws_resume_bit_identically_and_differ_from_the_inverse_cdf_
     assert not torch.equal(full_rows.users, whole.users)  # other draws (the same distribution)
 
 
-@native
-def test_a_nan_score_of_a_truncated_replica_is_reported(long_lists):
-    """A NaN in a recommender's scores (the true vectors finite) is reported, not drawn as creator -1."""
+@pytest.mark.parametrize("policy", [Policy(beta=1.0, k=12), Policy(beta=1.0, tau=0.2), Policy(beta=1.0)])
+def test_a_nan_score_of_a_rejection_replica_is_reported(policy, long_lists):
+    """A NaN in a recommender's scores (the true vectors finite) is reported, not drawn as creator -1 or as
+    some creator: the truncated draw, and the full-row fallback of rejection sampling (threshold, softmax)."""
     gen = torch.Generator().manual_seed(4)
     state = State(random_sphere(2, 10, 3, gen), random_sphere(2, 20, 3, gen))
-    sim = Simulation(state, Policy(beta=1.0, k=12), Dynamics(), seeds=[1, 2], log_every=10**6)
-    assert sim.policy.draws_truncated
+    sim = Simulation(state, policy, Dynamics(), seeds=[1, 2], log_every=10**6)
+    assert sim.policy.draws_truncated or sim.policy.rejects
     sim.step()
     learned = sim.creators.clone()
-    learned[1, 4] = math.nan  # replica 1's scores of creator 4 turn to NaN
+    learned[1, 4] = (
+        math.nan
+    )  # replica 1's scores of creator 4 turn to NaN (the truncated draw reads every score)
+    if not sim.policy.draws_truncated:
+        learned[1] = math.nan  # (rejection sampling reads the proposals' scores: all of replica 1's are NaN)
     with pytest.raises(SimulationError, match=r"recommendation weights at step 1 in replica\(s\) \[1\]"):
         sim.step(score_users=sim.users.clone(), score_creators=learned)
+
+
+@native
+def test_the_torch_truncated_draw_equals_the_kernel():
+    """The torch twin of the kernel (CUDA, float64, no compiler) draws the same creators with the same
+    thresholds: rows with ties, a NaN, no truncation, thresholds that leave nothing, beta = 0; 0, 1 and 16
+    proposals."""
+    gen = torch.Generator().manual_seed(0)
+    for n in (7, 50, 300):
+        B = 600
+        s = torch.rand(B, n, generator=gen) * 2 - 1
+        s[::7, : n // 3] = 0.25  # ties
+        s[5, 3] = math.nan
+        k = torch.randint(1, n + 1, (B,), generator=gen)
+        k[::3] = n
+        tau = torch.where(
+            torch.rand(B, generator=gen) < 0.3, torch.rand(B, generator=gen) * 1.2 - 0.2, -math.inf
+        )
+        beta = torch.rand(B, generator=gen) * 3
+        beta[::11] = 0
+        u = torch.rand(B, generator=gen)
+        for L in (0, 1, 16):
+            p = None if L == 0 else torch.rand(B, L, generator=gen, dtype=torch.float64)
+            a, ta = select.draw_truncated(s, k, tau, beta, u, p)
+            b, tb = select._draw_truncated_torch(s, k, tau, beta.double(), u.double(), p)
+            assert torch.equal(a, b), (n, L)
+            assert torch.equal(ta.nan_to_num(7.0), tb.nan_to_num(7.0)), (n, L)
+            assert a[5] == -1 and bool((a[torch.arange(B) != 5] >= 0).all())

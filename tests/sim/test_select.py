@@ -177,7 +177,6 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
             seeds=[0, 1, 2, 3],
             log_every=5,
             chunk_size=50,
-            sampler="inverse_cdf",  # (the full-row draws: the rejection sampler draws other, exact ones)
         )
         chosen = [sim.step() for _ in range(25)]
         monkeypatch.undo()
