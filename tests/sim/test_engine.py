@@ -1,11 +1,11 @@
 """The Simulation loop: agreement with a per-user loop, reproducibility, stable states, guards,
 checkpoints and the recommender's view."""
 
-import io
 import math
 
 import pytest
 import torch
+from runs import whole_and_resumed
 from sim_reference import update, user_probabilities
 
 from rectest.sim import (
@@ -197,16 +197,7 @@ def test_nan_guard_names_the_step_and_the_replica(gen):
 def test_checkpoint_resumes_bit_identically(gen):
     state = small_state(gen, R=1, m=25, n=8, dtype=torch.float32)
     args = (Policy(beta=[1.0, 3.0], k=[8, 3], eps=0.05), Dynamics(eta_u=0.1, eta_c=0.2))
-    whole = Simulation(state, *args, seeds=[1, 2], log_every=3)
-    whole.run(20)
-    first = Simulation(state, *args, seeds=[1, 2], log_every=3)
-    first.run(9)
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = Simulation(state, *args, seeds=[1, 2], log_every=3)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    resumed.run(11)
+    whole, first, resumed = whole_and_resumed(state, args, [1, 2], log_every=3, stop=9, steps=20)
     assert resumed.t == 20
     assert torch.equal(resumed.users, whole.users) and torch.equal(resumed.creators, whole.creators)
     assert torch.equal(resumed.first_polarized_step, whole.first_polarized_step)

@@ -3,6 +3,7 @@ trajectories unchanged whether they or the torch lists re-rank."""
 
 import pytest
 import torch
+from runs import assert_same_runs
 from sim_reference import mmr_list
 
 from rectest.sim import Dynamics, Policy, Simulation, State, mmr, random_sphere, select
@@ -70,13 +71,8 @@ def test_trajectories_equal_the_torch_lists(monkeypatch):
         assert all(part.mmr_native == native for _, part in sim.policy.kinds())
         return [sim.step() for _ in range(20)], sim
 
-    fast, a = run(True)
-    slow, b = run(False)
-    for x, y in zip(fast, slow, strict=True):
-        assert torch.equal(x, y)
-    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
-    for name in ("CD", "TP", "RD", "RR"):
-        assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
+    (fast, a), (slow, b) = run(True), run(False)
+    assert_same_runs((fast, slow), (a, b))
 
 
 def test_lists_at_real_size_equal_the_torch_lists():

@@ -1,11 +1,11 @@
 """Rejection sampling (rectest.sim.rejection): exact against the dense probabilities, the full-row fallback
 included, and a replica's draws independent of its companions, the chunking and the logging cadence."""
 
-import io
 import math
 
 import pytest
 import torch
+from runs import whole_and_resumed
 from sim_reference import user_probabilities
 
 from rectest.sim import Dynamics, Policy, Simulation, State, policies, random_sphere, select
@@ -214,17 +214,8 @@ def test_truncated_draws_resume_bit_identically_and_differ_from_the_inverse_cdf_
     gen = torch.Generator().manual_seed(3)
     state = State(random_sphere(1, 30, 4, gen), random_sphere(1, 25, 4, gen))
     args = (Policy(beta=[1.0, 2.0], k=[15, 10], tau=[0.1, None]), Dynamics(eta_u=0.1, eta_c=0.2))
-    whole = Simulation(state, *args, seeds=[1, 2], log_every=4)
+    whole, _, resumed = whole_and_resumed(state, args, [1, 2], log_every=4, stop=9, steps=20)
     assert all(part.draws_truncated for _, part in whole.policy.kinds())
-    whole.run(20)
-    first = Simulation(state, *args, seeds=[1, 2], log_every=4)
-    first.run(9)
-    buffer = io.BytesIO()
-    torch.save(first.state_dict(), buffer)
-    buffer.seek(0)
-    resumed = Simulation(state, *args, seeds=[1, 2], log_every=4)
-    resumed.load_state_dict(torch.load(buffer, weights_only=True))
-    resumed.run(11)
     assert torch.equal(resumed.users, whole.users) and torch.equal(resumed.creators, whole.creators)
     full_rows = Simulation(state, *args, seeds=[1, 2], log_every=4, sampler="inverse_cdf")
     full_rows.run(20)

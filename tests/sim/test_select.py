@@ -5,6 +5,7 @@ import math
 
 import pytest
 import torch
+from runs import assert_same_runs
 
 from rectest.sim import Dynamics, Policy, Simulation, State, random_sphere, select
 
@@ -186,13 +187,8 @@ def test_trajectories_equal_torch_topk_selection(policy, monkeypatch):
         assert bool(hinted) == (native and "tau" not in policy and k <= 256 and select.hints_pay(k, 700))
         return chosen, sim
 
-    fast, a = run(True)
-    slow, b = run(False)
-    for x, y in zip(fast, slow, strict=True):
-        assert torch.equal(x, y)
-    assert torch.equal(a.users, b.users) and torch.equal(a.creators, b.creators)
-    for name in ("CD", "TP", "RD", "RR"):
-        assert torch.allclose(a.history[name], b.history[name], rtol=1e-5, atol=1e-6), name
+    (fast, a), (slow, b) = run(True), run(False)
+    assert_same_runs((fast, slow), (a, b))
 
 
 def truncated_probabilities(row: torch.Tensor, k: int, tau: float, beta: float) -> torch.Tensor:
