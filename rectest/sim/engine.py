@@ -83,6 +83,11 @@ class _Part:
         if bool(where.any()):
             flags[self.replicas[where]] = False
 
+    def check_totals(self, flags: Tensor, total: Tensor) -> None:
+        """Clear ``flags`` ``(R,)`` for this part's replicas with a row sum ``total`` ``(R', c, 1)`` of weights
+        that is not finite and positive."""
+        self.clear(flags, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+
     def add(self, sums: Tensor, terms: tuple[Tensor, Tensor]) -> None:
         """Add this part's ``(R',)`` RD and RR terms to ``sums`` ``(2, R)``."""
         stacked = torch.stack(terms)  # (2, R')
@@ -329,13 +334,8 @@ class Simulation:
         ``finite`` ``(R,)`` for the replicas with a user whose scores hold a NaN.
         """
         users, creators = view
-        m = self.shards.total if self.shards is not None else users.shape[1]
-        mine = slice(None) if self.shards is None else slice(self.shards.start, self.shards.stop)
         for replicas, part in self.rejecting:
-            draws = torch.empty(len(replicas), m, PROPOSALS, dtype=torch.float64, device=users.device)
-            for i, r in enumerate(replicas.tolist()):
-                draw_proposals(self.generators[r], draws[i])
-            draws = draws[:, mine]  # (R', m_r, PROPOSALS) float64
+            draws = self._proposals(replicas.tolist())  # (R', m_r, PROPOSALS) float64
             picks = sample_by_rejection(
                 part,
                 users.index_select(0, replicas),
@@ -393,9 +393,7 @@ class Simulation:
         if self.twins:
             self.twins.copy_draws(chosen, sums, finite, uniforms, self._ties)
         self._ties.clear()
-        self._sample_by_rejection(
-            view, uniforms, chosen, finite
-        )  # (on logged steps, over the full rows' draws)
+        self._sample_by_rejection(view, uniforms, chosen, finite)  # (logged steps: over the full rows' draws)
         self._guard(finite, "recommendation weights")
         if self.shards is None or not logged:
             return chosen, sums[0] / m, sums[1] / m
@@ -505,7 +503,7 @@ class Simulation:
         if p.policy.plain_softmax and not logged:  # exp(beta s) with beta folded into the matmul
             w = torch.matmul(users * p.policy.beta, p.creators_t).exp_()  # (R', c, n)
             out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
-            p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+            p.check_totals(finite, total)
             return
         part_seen = users @ p.creators_t  # (R', c, n) the policy's scores
         if p.truncated:  # the truncated draw (on logged steps the full rows give RD and RR)
@@ -514,13 +512,13 @@ class Simulation:
             if logged:
                 w = p.policy.weights_above(part_seen, thresholds)  # (R', c, n) unnormalised, as weights()
                 total = w.sum(-1, keepdim=True)  # (R', c, 1)
-                p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+                p.check_totals(finite, total)
                 p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))
             return
         if p.policy.mmr_native:  # the compiled MMR lists (and on logged steps RD and RR from them)
             draw = p.policy.draw_mmr(part_seen, p.creators_t, uniforms)
             out[:] = draw.chosen
-            p.clear(finite, ~(torch.isfinite(draw.total).all((1, 2)) & (draw.total > 0).all((1, 2))))
+            p.check_totals(finite, draw.total)
             if logged:
                 p.add(
                     sums,
@@ -553,7 +551,7 @@ class Simulation:
             total = w.sum(-1, keepdim=True)  # (R', c, 1)
         else:
             out[:], total = sample_inverse_cdf(w, uniforms)  # (R', c), (R', c, 1)
-        p.clear(finite, ~(torch.isfinite(total).all((1, 2)) & (total > 0).all((1, 2))))
+        p.check_totals(finite, total)
         if logged:
             p.add(sums, M.recommendation_sums(w, truth, p.true_creators, total))
 

@@ -363,10 +363,7 @@ class BoundPolicy:
             del keep
         if self.rho is not None:
             w = self._diversity_aware(scores, creators, w, fallback)
-        if self.eps is not None:
-            total = w.sum(-1, keepdim=True)  # (R, c, 1)
-            w = (1 - self.eps) * w + self.eps * total / self.n
-        return w
+        return self._mix_uniform(w)
 
     def weights_above(self, scores: Tensor, thresholds: Tensor) -> Tensor:
         """:meth:`weights` of a ``draws_truncated`` policy from each row's eligibility threshold (the
@@ -382,10 +379,14 @@ class BoundPolicy:
         w = torch.mul(scores, self.beta).exp_().mul_(_at_least(scores, thresholds.unsqueeze(-1)))  # (R, c, n)
         if self.tau is not None:  # a row with nothing eligible: uniform over all creators
             w = torch.where(w.amax(-1, keepdim=True) > 0, w, torch.ones_like(w))
-        if self.eps is not None:
-            total = w.sum(-1, keepdim=True)  # (R, c, 1)
-            w = (1 - self.eps) * w + self.eps * total / self.n
-        return w
+        return self._mix_uniform(w)
+
+    def _mix_uniform(self, w: Tensor) -> Tensor:
+        """Uniform traffic mixed into the ``(R, c, n)`` weights ``w``: ``(1 - eps) w + eps sum(w) / n``."""
+        if self.eps is None:
+            return w
+        total = w.sum(-1, keepdim=True)  # (R, c, 1)
+        return (1 - self.eps) * w + self.eps * total / self.n
 
     def probabilities(self, scores: Tensor, creators: Tensor) -> Tensor:
         """Normalised probabilities ``(R, c, n)`` for a chunk of users (see :meth:`weights`)."""

@@ -18,10 +18,10 @@ randomness is fixed per step: one float64 uniform ``u`` per proposal gives the c
 acceptance uniform ``frac(u n)``, drawn from the replica's own generator for every user, so a replica's draws
 do not depend on its companions, the chunking, the sharding or how many proposals were needed.
 
-Top-k replicas beyond the candidate lists (and top-k with a threshold or uniform traffic) are drawn on the CPU
-from their score rows by :func:`draw_truncated`: the same proposal uniforms, but uniform over each user's eligible
-creators (:func:`rectest.sim.select.draw_truncated`), so no exp of every score. On CUDA they take the full-row
-draw (the same distribution, other draws).
+Top-k replicas beyond the candidate lists (and top-k with a threshold or uniform traffic) are drawn from their
+score rows by :func:`draw_truncated`: the same proposal uniforms, but uniform over each user's eligible creators
+(:func:`rectest.sim.select.draw_truncated`, compiled on the CPU and the same draws in torch elsewhere), so no exp
+of every score.
 """
 
 from __future__ import annotations
@@ -132,20 +132,20 @@ def draw_truncated(
     policy: BoundPolicy, scores: Tensor, uniforms: Tensor, proposals: Tensor
 ) -> tuple[Tensor, Tensor]:
     """One creator per user from its score row, exactly from the policy's distribution
-    (``policy.draws_truncated`` must hold): the compiled truncated draw (:func:`rectest.sim.select.draw_truncated`:
+    (``policy.draws_truncated`` must hold): the truncated draw (:func:`rectest.sim.select.draw_truncated`:
     proposals uniform over the eligible creators, accepted with ``exp(beta (s - smax))``), mixed with uniform
     traffic.
 
     Args:
         policy: a top-k policy with at most a threshold and uniform traffic, ``R`` replicas.
-        scores: ``(R, c, n)`` float32 CPU scores of a chunk of users.
+        scores: ``(R, c, n)`` scores of a chunk of users.
         uniforms: ``(R, c)`` the step's uniforms of these users (used by uniform traffic and by users who reject
             every proposal).
         proposals: ``(R, c, PROPOSALS)`` float64 proposal uniforms (:func:`draw_proposals`).
 
     Returns:
-        ``(R, c)`` int64 creator indices (``-1`` for a user whose scores hold a NaN), and ``(R, c)`` float32 each
-        user's eligibility threshold (:meth:`~rectest.sim.policies.BoundPolicy.weights_above` gives the weights).
+        ``(R, c)`` int64 creator indices (``-1`` for a user whose scores hold a NaN), and ``(R, c)`` each user's
+        eligibility threshold (:meth:`~rectest.sim.policies.BoundPolicy.weights_above` gives the weights).
     """
     n = scores.shape[-1]
     mixed = spread = None
