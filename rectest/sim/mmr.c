@@ -5,8 +5,8 @@
  * (the first of equal values), as the torch path does. After each pick, one pass over the replica's creators, 16
  * at a time, computes every creator's similarity to the newest pick (its d coordinates stored transposed, so 16
  * creators' j-th coordinates are one vector), updates the running maximum and the value, and keeps the first
- * largest value per lane. The users of a block (up to BLOCK of one replica) share each tile of 16 creators while it
- * is in the L1 cache. No (users x creators) temporaries: the torch path's k matmuls and passes over every score
+ * largest value per lane. The users of a block (up to BLOCK of one replica) share each tile of 16 creators: each
+ * coordinate vector is loaded once for all of them and their sums run side by side. No (users x creators) temporaries: the torch path's k matmuls and passes over every score
  * become one pass a pick over n d coordinates, in cache.
  * The values are float operations as torch's (lambda * s, (1 - lambda) * maxsim, their difference) but may be
  * fused, and the similarities are float sums of products in another order than torch's matmul: the lists agree
@@ -36,11 +36,52 @@ static inline vf pick_f(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~
 
 static inline vi pick_i(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
 
-/* The index of the first largest of n values (a scalar pass: once per row). */
+/* acc[b] = the similarities <v_c, w_b> of the W creators c0.. to each of the B newest picks w_b (d coordinates
+ * each, in w); vt is d x np (transposed creators). Each coordinate vector is loaded once for the B users, whose
+ * sums run side by side (each user's sum is the same float operations in the same order as one user's alone). */
+static inline void sim_tiles(const float *vt, int64_t np, int64_t c0, const float *w, int64_t d, int64_t B,
+                             vf *acc) {
+    for (int64_t b = 0; b < B; ++b) acc[b] = (vf){0};
+    for (int64_t j = 0; j < d; ++j) {
+        vf col = load(vt + j * np + c0);
+#pragma GCC unroll 8
+        for (int64_t b = 0; b < B; ++b) acc[b] += col * w[b * d + j];
+    }
+}
+
+/* The index of the first largest of n values (0 if x[0] is NaN or every value is NaN or -inf, as a scalar loop
+ * `best = x[i] > x[best] ? i : best` gives): lanes of W values, then the tail. Once per row. */
 static int64_t first_max(const float *x, int64_t n) {
-    int64_t best = 0;
-    for (int64_t i = 1; i < n; ++i) best = x[i] > x[best] ? i : best;
-    return best;
+    if (isnan(x[0])) return 0;
+    vf best;
+    vi at, lane;
+    for (int l = 0; l < W; ++l) {
+        best[l] = -INFINITY;
+        at[l] = INT32_MAX;
+        lane[l] = l;
+    }
+    int64_t full = n / W * W;
+    for (int64_t c0 = 0; c0 < full; c0 += W) {
+        vf v = load(x + c0);
+        vi up = v > best;
+        best = pick_f(up, v, best);
+        at = pick_i(up, lane + (int32_t)c0, at);
+    }
+    float top = -INFINITY;
+    int64_t where = INT32_MAX;
+    for (int l = 0; l < W; ++l) {
+        if (best[l] > top || (best[l] == top && at[l] < where)) {
+            top = best[l];
+            where = at[l];
+        }
+    }
+    for (int64_t i = full; i < n; ++i) {
+        if (x[i] > top) {
+            top = x[i];
+            where = i;
+        }
+    }
+    return where == INT32_MAX ? 0 : where;
 }
 
 static int cmp_i64(const void *a, const void *b) {
@@ -54,6 +95,31 @@ static int cmp_i64(const void *a, const void *b) {
 typedef struct {
     float *vt, *s, *m, *x, *w;
 } buffers_t;
+
+/* One pass of a pick over the replica's creators for B users, 16 creators a tile: each tile's similarities to the
+ * users' newest picks (buf->w) update their running maxima (first: become them) and values, and the lanes' first
+ * largest values best and their indices at. */
+static inline void pick_pass(const buffers_t *buf, int64_t np, int64_t d, int64_t B, int first, float lam,
+                             float keep, vf *best, vi *at) {
+    vi lane;
+    for (int l = 0; l < W; ++l) lane[l] = l;
+    for (int64_t c0 = 0; c0 < np; c0 += W) {
+        vi idx = lane + (int32_t)c0;
+        vf sims[BLOCK];
+        sim_tiles(buf->vt, np, c0, buf->w, d, B, sims);
+#pragma GCC unroll 8
+        for (int64_t b = 0; b < B; ++b) {
+            float *mp = buf->m + b * np + c0;
+            vf m = first ? sims[b] : load(mp);
+            m = pick_f(sims[b] > m, sims[b], m);
+            store(mp, m);
+            vf val = lam * load(buf->s + b * np + c0) - keep * m + load(buf->x + b * np + c0);
+            vi up = val > best[b];
+            best[b] = pick_f(up, val, best[b]);
+            at[b] = pick_i(up, idx, at[b]);
+        }
+    }
+}
 
 /* B <= BLOCK rows of one replica: scores (B x n), lists of k written to out (B x kmax, in index order, padded with
  * the last); the replica's creators already in buf->vt. */
@@ -79,24 +145,10 @@ static void mmr_block(const float *scores, int64_t n, int64_t np, int64_t d, int
                 at[b][l] = INT32_MAX;
             }
         }
-        vi lane;
-        for (int l = 0; l < W; ++l) lane[l] = l;
-        for (int64_t c0 = 0; c0 < np; c0 += W) {
-            vi idx = lane + (int32_t)c0;
-            for (int64_t b = 0; b < B; ++b) {
-                vf acc = {0};
-                const float *w = buf->w + b * d;
-                for (int64_t j = 0; j < d; ++j) acc += load(buf->vt + j * np + c0) * w[j];
-                float *mp = buf->m + b * np + c0;
-                vf m = t == 1 ? acc : load(mp);
-                m = pick_f(acc > m, acc, m);
-                store(mp, m);
-                vf val = lam * load(buf->s + b * np + c0) - keep * m + load(buf->x + b * np + c0);
-                vi up = val > best[b];
-                best[b] = pick_f(up, val, best[b]);
-                at[b] = pick_i(up, idx, at[b]);
-            }
-        }
+        if (B == BLOCK) /* (a constant count: the users' sums and lanes can stay in registers) */
+            pick_pass(buf, np, d, BLOCK, t == 1, lam, keep, best, at);
+        else
+            pick_pass(buf, np, d, B, t == 1, lam, keep, best, at);
         for (int64_t b = 0; b < B; ++b) {
             float top = -INFINITY;
             int32_t where = INT32_MAX;

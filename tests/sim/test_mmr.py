@@ -57,6 +57,25 @@ def test_ties_go_to_the_first_index():
             assert out[0, j].tolist() == sorted(mmr_list(scores[0, j].double(), creators[0].double(), 8, lam))
 
 
+def test_first_pick_is_the_first_largest_score_across_lanes_and_tail():
+    """The first pick (a vector pass over lanes of 16, then the tail) is the first index of the largest score, as
+    a scalar loop: ties across lanes and the tail go to the first index, a largest score in the tail wins, NaN
+    never wins (a NaN first score, or nothing but -inf, gives creator 0)."""
+    n, inf, nan = 45, float("inf"), float("nan")  # lanes 0-31 vectorised, 32-44 the tail
+    rows = torch.full((7, n), -0.5)
+    rows[0, [3, 19, 40]] = 0.9  # ties in two lanes and the tail: 3
+    rows[1, 40] = 0.9  # the largest in the tail alone
+    rows[2, [20, 36]] = 0.9  # a tie between a lane and the tail: 20
+    rows[3, 0] = nan  # a NaN first score: 0
+    rows[4] = -inf  # nothing but -inf: 0
+    rows[5, [1, 33]] = nan
+    rows[5, 17] = 0.2  # NaN elsewhere is skipped: 17
+    rows[6, 16] = 0.7  # the first element of the second tile: 16
+    creators = random_sphere(1, n, 4, torch.Generator().manual_seed(5))
+    out = kernel_lists(rows.unsqueeze(0), creators, [1], [0.5])  # (1, 7, 1)
+    assert out[0, :, 0].tolist() == [3, 40, 20, 0, 0, 17, 16]
+
+
 def test_trajectories_equal_the_torch_lists(monkeypatch):
     """The engine's MMR replicas draw the same creators at every step, and log the same measures, with the
     compiled lists as with the torch ones."""
