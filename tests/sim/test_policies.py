@@ -7,6 +7,7 @@ import torch
 from sim_reference import mmr_list, user_probabilities
 
 from rectest.sim import Policy, random_sphere
+from rectest.sim import policies as policies_module
 
 
 def engine_probabilities(policy, users, creators):
@@ -145,6 +146,25 @@ def test_diversity_aware_iteration_converges_where_a_half_step_oscillates(gen):
     assert (fixed_point_map(p) - p).abs().max() < 1e-5
     few = engine_probabilities(Policy(beta=beta, rho=rho), users[:, :7], creators)
     assert torch.allclose(few, p[:, :7], rtol=0, atol=1e-12)  # each user iterates on its own
+
+
+def test_diversity_aware_tiles_fallback_rows_and_plain_replicas(gen, monkeypatch):
+    """Rows iterate tile by tile: tiles of one row give one tile's results. A row with nothing above tau keeps the
+    uniform fallback, and a rho = 0 replica batched with a rho > 0 one keeps its plain softmax."""
+    users = random_sphere(2, 40, 4, gen, dtype=torch.float64)
+    creators = random_sphere(2, 12, 4, gen, dtype=torch.float64)
+    policy = Policy(beta=2.0, rho=[0.0, 1.0], tau=0.8)
+    whole = engine_probabilities(policy, users, creators)
+    monkeypatch.setattr(policies_module, "RHO_TILE_ELEMENTS", 1)  # one row a tile
+    assert torch.allclose(engine_probabilities(policy, users, creators), whole, rtol=0, atol=1e-12)
+    none = ((users @ creators.transpose(1, 2)) < 0.8).all(-1)  # (2, 40) rows with nothing eligible
+    assert none[1].any() and (~none[1]).any()
+    assert torch.allclose(whole[1][none[1]], torch.full_like(whole[1][none[1]], 1 / 12), rtol=0, atol=1e-15)
+    plain = engine_probabilities(Policy(beta=2.0, tau=0.8), users[:1], creators[:1])
+    assert torch.allclose(whole[0], plain[0], rtol=0, atol=1e-15)
+    assert not torch.allclose(
+        whole[1][~none[1]], engine_probabilities(Policy(beta=2.0, tau=0.8), users, creators)[1][~none[1]]
+    )
 
 
 def test_mmr_list_equals_the_greedy_loop(gen):
