@@ -574,10 +574,10 @@ class BoundPolicy:
         creators_t = creators.transpose(1, 2).contiguous()  # (R, d, n)
         step = 1 / (1 + 2 * self.beta * self.rho)  # (R, 1, 1)
         coef = -2 * self.beta * self.rho  # (R, 1, 1)
-        out = w / w.sum(-1, keepdim=True).expand_as(
-            w
-        )  # (R, c, n) (expanded: a (R, c, 1) divisor is 15x slower)
-        rows = max(1, RHO_TILE_ELEMENTS // (R * n))
+        total = w.sum(-1, keepdim=True).expand_as(w)  # (R, c, n) expanded: a (R, c, 1) divisor is 15x slower
+        out = w / total  # (R, c, n) the plain softmax, iterated in place tile by tile
+        tiles = max(1, -(-c // max(1, RHO_TILE_ELEMENTS // (R * n))))  # balanced: no small last tile
+        rows = -(-c // tiles)
         for a in range(0, c, rows):
             p = out[:, a : a + rows]  # (R, t, n) a view
             base = torch.mul(scores[:, a : a + rows], self.beta)  # (R, t, n) beta s
