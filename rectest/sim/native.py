@@ -2,7 +2,7 @@
 
 Passes that torch runs as several memory-bound operations are written in C (``select.c``: the top-k selection
 and the truncated draw; ``toplists.c``: the candidate-list check; ``pairs.c``: the sums over all vector pairs;
-``mmr.c``: the MMR lists). Each is compiled at first use with the system's C
+``mmr.c``: the MMR lists; ``rho.c``: the diversity-aware fixed point). Each is compiled at first use with the system's C
 compiler into a per-user cache (a fraction of a second; rebuilt when its source, the flags or the CPU change)
 and split over ``torch.get_num_threads()`` OpenMP threads, on torch's own OpenMP runtime where torch ships
 libgomp (its threads would otherwise spin beside the kernel's: a Python thread pool measured 1.4x slower than

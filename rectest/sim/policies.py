@@ -20,6 +20,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim import mmr as mmr_kernel
+from rectest.sim import rho as rho_kernel
 from rectest.sim import select, toplists
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.sampling import sample_inverse_cdf
@@ -565,8 +566,9 @@ class BoundPolicy:
         oscillates once ``2 beta rho > 1``). Each user stops on its own once no probability moves by more
         than ``rho_tol``, so a user's result depends on nothing but its own row.
 
-        Rows go through every iteration in tiles of about ``RHO_TILE_ELEMENTS`` probabilities, which stay in
-        the cache between iterations. ``T(p)`` drops the constant ``rho`` of ``rho (1 - 2 V vbar)`` (softmax
+        On the CPU in float32 the compiled kernel (``rho.c``) iterates each row while it stays in the cache.
+        Elsewhere rows go through every iteration in tiles of about ``RHO_TILE_ELEMENTS`` probabilities, which
+        stay in the cache between iterations. ``T(p)`` drops the constant ``rho`` of ``rho (1 - 2 V vbar)`` (softmax
         ignores it). Rows that fall back to uniform (nothing eligible) and replicas with ``rho = 0`` keep
         ``p``: their target is ``p`` itself.
         """
@@ -576,6 +578,14 @@ class BoundPolicy:
         coef = -2 * self.beta * self.rho  # (R, 1, 1)
         total = w.sum(-1, keepdim=True).expand_as(w)  # (R, c, n) expanded: a (R, c, 1) divisor is 15x slower
         out = w / total  # (R, c, n) the plain softmax, iterated in place tile by tile
+        if rho_kernel.available(scores.device, scores.dtype):  # row by row in cache (rectest/sim/rho.c)
+            moving = (self.rho > 0).view(R, 1) & out.sum(-1).isfinite()  # (R, c) (a NaN row is left as is)
+            if fallback is not None:
+                moving &= fallback.view(R, c) == 0
+            rho_kernel.iterate(
+                out, scores, creators_t, self.beta, self.rho, moving, self.rho_iters, self.rho_tol
+            )
+            return out
         tiles = max(1, -(-c // max(1, RHO_TILE_ELEMENTS // (R * n))))  # balanced: no small last tile
         rows = -(-c // tiles)
         for a in range(0, c, rows):
