@@ -19,22 +19,7 @@
 #include <string.h>
 
 #define BLOCK 8
-#define W 16 /* creators a vector */
-
-typedef float vf __attribute__((vector_size(4 * W)));
-typedef int32_t vi __attribute__((vector_size(4 * W)));
-
-static inline vf load(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-
-static inline vf pick_f(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
-
-static inline vi pick_i(vi m, vi a, vi b) { return (a & m) | (b & ~m); }
+#include "vectors.h" /* W = 16 floats a vector: vf, vi, load, store, pick_f, pick_i */
 
 /* acc[b] = the similarities <v_c, w_b> of the W creators c0.. to each of the B newest picks w_b (d coordinates
  * each, in w); vt is d x np (transposed creators). Each coordinate vector is loaded once for the B users, whose

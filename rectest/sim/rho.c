@@ -16,20 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define W 16 /* creators a vector */
-
-typedef float vf __attribute__((vector_size(4 * W)));
-typedef int32_t vi __attribute__((vector_size(4 * W)));
-
-static inline vf load(const float *p) {
-    vf v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-
-static inline void store(float *p, vf v) { memcpy(p, &v, sizeof v); }
-
-static inline vf pick(vi m, vf a, vf b) { return (vf)(((vi)a & m) | ((vi)b & ~m)); }
+#include "vectors.h" /* W = 16 floats a vector: vf, vi, load, store, pick_f, pick_i */
 
 static inline float hsum(vf v) {
     float s = 0.0f;
@@ -48,7 +35,7 @@ static inline float hmax(vf v) {
 static inline vf exp_neg(vf x) {
     const float lo = -87.33654475f;
     vi under = x < lo;
-    x = pick(under, (vf){0} + lo, x);
+    x = pick_f(under, (vf){0} + lo, x);
     vf fx = x * 1.44269504088896341f + 0.5f;
     vi n = __builtin_convertvector(fx, vi); /* toward zero */
     vf t = __builtin_convertvector(n, vf);
@@ -66,7 +53,7 @@ static inline vf exp_neg(vf x) {
     y = y * z + x + 1.0f;
     vi bits = (n + 127) << 23;
     y *= (vf)bits;
-    return pick(under, (vf){0}, y);
+    return pick_f(under, (vf){0}, y);
 }
 
 #define BLOCK 8 /* users iterated together, sharing each load of the creators */
@@ -107,7 +94,7 @@ static inline void logits(const float *base, int64_t np, int64_t d, int64_t B, c
         }
         for (int64_t b = 0; b < B; ++b) {
             store(e + b * np + c0, l[b]);
-            mx[b] = pick(l[b] > mx[b], l[b], mx[b]);
+            mx[b] = pick_f(l[b] > mx[b], l[b], mx[b]);
         }
     }
     for (int64_t b = 0; b < B; ++b) top[b] = hmax(mx[b]);
@@ -154,8 +141,8 @@ static void fixed_points(float *const *po, const float *const *so, int64_t n, in
             for (int64_t c0 = 0; c0 < np; c0 += W) {
                 vf pv = load(pb + c0);
                 vf diff = load(eb + c0) * inv - pv;
-                vf mag = pick(diff < 0.0f, -diff, diff);
-                change = pick(mag > change, mag, change);
+                vf mag = pick_f(diff < 0.0f, -diff, diff);
+                change = pick_f(mag > change, mag, change);
                 store(pb + c0, pv + a * diff);
             }
             if (!(hmax(change) >= tol)) {
