@@ -55,7 +55,8 @@ def library(name: str) -> ctypes.CDLL | None:
     if compiler is None:
         return None
     source = Path(__file__).with_name(f"{name}.c")
-    code = source.read_bytes() + b"".join(h.read_bytes() for h in sorted(source.parent.glob("*.h")))  # + headers
+    headers = sorted(source.parent.glob("*.h"))  # included by the sources: a change must rebuild them
+    code = source.read_bytes() + b"".join(h.read_bytes() for h in headers)
     tag = hashlib.sha256(code + " ".join(FLAGS).encode() + _cpu_signature().encode()).hexdigest()[:16]
     cache_dir = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "rectest"
     target = cache_dir / f"{name}-{tag}.so"
