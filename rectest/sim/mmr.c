@@ -34,6 +34,21 @@ static inline void sim_tiles(const float *vt, int64_t np, int64_t c0, const floa
     }
 }
 
+/* The first largest of the lanes' values (the smallest index among equal ones): its index, INT32_MAX if every
+ * value is NaN or -inf; its value in *top. */
+static int32_t first_of_lanes(vf best, vi at, float *top) {
+    float t = -INFINITY;
+    int32_t where = INT32_MAX;
+    for (int l = 0; l < W; ++l) {
+        if (best[l] > t || (best[l] == t && at[l] < where)) {
+            t = best[l];
+            where = at[l];
+        }
+    }
+    *top = t;
+    return where;
+}
+
 /* The index of the first largest of n values (0 if x[0] is NaN or every value is NaN or -inf, as a scalar loop
  * `best = x[i] > x[best] ? i : best` gives): lanes of W values, then the tail. Once per row. */
 static int64_t first_max(const float *x, int64_t n) {
@@ -52,14 +67,8 @@ static int64_t first_max(const float *x, int64_t n) {
         best = pick_f(up, v, best);
         at = pick_i(up, lane + (int32_t)c0, at);
     }
-    float top = -INFINITY;
-    int64_t where = INT32_MAX;
-    for (int l = 0; l < W; ++l) {
-        if (best[l] > top || (best[l] == top && at[l] < where)) {
-            top = best[l];
-            where = at[l];
-        }
-    }
+    float top;
+    int64_t where = first_of_lanes(best, at, &top);
     for (int64_t i = full; i < n; ++i) {
         if (x[i] > top) {
             top = x[i];
@@ -135,14 +144,8 @@ static void mmr_block(const float *scores, int64_t n, int64_t np, int64_t d, int
         else
             pick_pass(buf, np, d, B, t == 1, lam, keep, best, at);
         for (int64_t b = 0; b < B; ++b) {
-            float top = -INFINITY;
-            int32_t where = INT32_MAX;
-            for (int l = 0; l < W; ++l) {
-                if (best[b][l] > top || (best[b][l] == top && at[b][l] < where)) {
-                    top = best[b][l];
-                    where = at[b][l];
-                }
-            }
+            float top;
+            int32_t where = first_of_lanes(best[b], at[b], &top);
             if (where == INT32_MAX) { /* every value NaN or -inf: the first creator not picked */
                 where = 0;
                 while (buf->x[b * np + where] != 0.0f) ++where;
