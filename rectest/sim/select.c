@@ -255,6 +255,75 @@ static int64_t mask_row(const float *restrict s, int64_t n, float v, float *rest
     return f;
 }
 
+#ifdef __AVX512F__
+#define SHORT_ROW 64 /* rows of at most this many scores are selected in four registers (short_row) */
+
+/* The order-preserving keys of 16 scores (key_of, lane-wise); lanes outside `valid` get key 0, which no probe
+ * of the search counts (every probe is at least 1). */
+static inline __m512i keys16(__m512 x, __mmask16 valid) {
+    const __m512i sign = _mm512_set1_epi32((int)0x80000000u);
+    __m512i b = _mm512_castps_si512(x);
+    __mmask16 neg = _mm512_test_epi32_mask(b, sign);
+    __m512i key = _mm512_mask_xor_epi32(_mm512_or_si512(b, sign), neg, b, _mm512_set1_epi32(-1));
+    return _mm512_maskz_mov_epi32(valid, key);
+}
+
+/* The 64-bit mask of the keys at least c, 16 keys a register. */
+static inline uint64_t keys_at_least(const __m512i x[4], uint32_t c) {
+    const __m512i cv = _mm512_set1_epi32((int)c);
+    return (uint64_t)_mm512_cmpge_epu32_mask(x[0], cv) | (uint64_t)_mm512_cmpge_epu32_mask(x[1], cv) << 16 |
+           (uint64_t)_mm512_cmpge_epu32_mask(x[2], cv) << 32 | (uint64_t)_mm512_cmpge_epu32_mask(x[3], cv) << 48;
+}
+
+/* One row of n <= SHORT_ROW scores, held in four registers: the k-th largest key (kth_search's search over
+ * the bits, each probe four compares and a popcount; k = 1: the largest key), then the first kmax indices of
+ * the scores >= that value in index order, from one 64-bit mask. Writes what select_range writes for a row
+ * without a hint or a mask, bit for bit. */
+static void short_row(const float *s, int64_t n, int64_t k, float *kth, int64_t *count, int64_t *out,
+                      int64_t kmax) {
+    __m512 x[4];
+    __m512i key[4];
+    for (int q = 0; q < 4; ++q) {
+        int64_t left = n - 16 * q;
+        __mmask16 valid = left >= 16 ? 0xffff : left > 0 ? (__mmask16)((1u << left) - 1) : 0;
+        x[q] = _mm512_maskz_loadu_ps(valid, s + 16 * q);
+        key[q] = keys16(x[q], valid);
+    }
+    uint32_t t = 0;
+    if (k == 1) {
+        __m512i top = _mm512_max_epu32(_mm512_max_epu32(key[0], key[1]), _mm512_max_epu32(key[2], key[3]));
+        t = _mm512_reduce_max_epu32(top);
+    } else {
+        for (int bit = 31; bit >= 0; --bit) {
+            uint32_t c = t | (1u << bit);
+            uint64_t in = keys_at_least(key, c);
+            int64_t above = __builtin_popcountll(in);
+            if (above < k) continue;
+            t = c;
+            if (above == k) { /* exactly k keys reach c: the k-th is their minimum */
+                const __m512i none = _mm512_set1_epi32(-1);
+                __m512i lo = _mm512_min_epu32(_mm512_mask_mov_epi32(none, (__mmask16)in, key[0]),
+                                              _mm512_mask_mov_epi32(none, (__mmask16)(in >> 16), key[1]));
+                __m512i hi = _mm512_min_epu32(_mm512_mask_mov_epi32(none, (__mmask16)(in >> 32), key[2]),
+                                              _mm512_mask_mov_epi32(none, (__mmask16)(in >> 48), key[3]));
+                t = _mm512_reduce_min_epu32(_mm512_min_epu32(lo, hi));
+                break;
+            }
+        }
+    }
+    float v = value_of(t);
+    *kth = v;
+    const __m512 vv = _mm512_set1_ps(v);
+    uint64_t bits = 0; /* the scores >= v (false for NaN, as s[j] >= v); padded lanes hold 0.0f: masked out */
+    for (int q = 0; q < 4; ++q) bits |= (uint64_t)_mm512_cmp_ps_mask(x[q], vv, _CMP_GE_OQ) << (16 * q);
+    bits &= n == 64 ? ~0ull : (1ull << n) - 1;
+    int64_t found = __builtin_popcountll(bits), i = 0;
+    for (; bits && i < kmax; bits &= bits - 1) out[i++] = __builtin_ctzll(bits);
+    *count = found;
+    for (; i < kmax; ++i) out[i] = found ? out[found - 1] : 0;
+}
+#endif
+
 /* Rows [first, rows) of: n, the row length; scores: rows x n; k: rows entries in [1, n];
  * kth: out, rows; count: out, rows (scores >= kth as floats); idx: out, rows x kmax (kmax may be 0), the first
  * kmax indices with score >= kth in index order, padded with the last one found; mask: out, rows x n, or NULL
@@ -274,6 +343,12 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
     }
     for (int64_t r = first; r < rows; ++r) {
         const float *s = scores + r * n;
+#ifdef __AVX512F__
+        if (n <= SHORT_ROW && !hint && !mask) {
+            short_row(s, n, k[r], kth + r, count + r, idx + r * kmax, kmax);
+            continue;
+        }
+#endif
         uint32_t t;
         int64_t c = -1; /* candidates in keys / pos (-1: none, the whole row was searched) */
         if (!hint || kth_hinted(s, n, k[r], hint + r, keys, pos, &c, &t, scratch)) {

@@ -71,11 +71,9 @@ def test_ties_signed_zeros_and_infinities(gen):
     assert bool((count >= 10).all()) and bool((count > 10).any())  # ties counted: the caller sees them
 
 
-@pytest.mark.parametrize("n", [65, 97, 257, 1000, 3001])
-def test_kth_value_on_rows_of_every_kind(gen, n):
-    """The k-th value equals torch.topk's on rows that make the search over the bits narrow its working set in
-    every way: cosines, all equal, two values, tiny and huge magnitudes of both signs, infinities, a constant
-    run with one outlier; every k from 1 to n in steps."""
+def rows_of_every_kind(gen: torch.Generator, n: int) -> torch.Tensor:
+    """(7, n) rows: cosines, all equal, two values, subnormals, tiny and huge magnitudes of both signs,
+    infinities, a constant run with one outlier."""
     rows = [
         torch.rand(n, generator=gen) * 2 - 1,
         torch.full((n,), 0.25),
@@ -85,7 +83,15 @@ def test_kth_value_on_rows_of_every_kind(gen, n):
         torch.where(torch.rand(n, generator=gen) < 0.1, torch.inf, torch.randn(n, generator=gen)),
         torch.cat([torch.full((n - 1,), -2.0), torch.tensor([3.0])]),
     ]
-    scores = torch.stack(rows)  # (7, n)
+    return torch.stack(rows)
+
+
+@pytest.mark.parametrize("n", [65, 97, 257, 1000, 3001])
+def test_kth_value_on_rows_of_every_kind(gen, n):
+    """The k-th value equals torch.topk's on rows that make the search over the bits narrow its working set in
+    every way: cosines, all equal, two values, tiny and huge magnitudes of both signs, infinities, a constant
+    run with one outlier; every k from 1 to n in steps."""
+    scores = rows_of_every_kind(gen, n)  # (7, n)
     for k in sorted({1, 2, 3, 5, 17, 25, 64, 65, n // 3, n // 2, n - 1, n}):
         kth, count, _ = select.select(scores, torch.tensor(k))
         ref = scores.topk(k, -1).values[:, -1]
@@ -123,6 +129,27 @@ def test_hints_change_nothing_but_the_cost(gen, n):
             same(
                 select.select(scores, rank, kmax, torch.full((R, c), fill)), select.select(scores, rank, kmax)
             )
+
+
+@pytest.mark.parametrize("n", [3, 15, 16, 17, 50, 63, 64])
+def test_short_rows_in_registers_equal_the_general_search(gen, n):
+    """Rows of at most 64 scores are selected in four registers (``short_row`` in select.c); a hint below every
+    score sends the same rows through the general search. The two agree bit for bit (values, counts, lists) on
+    rows of every kind, with ties, signed zeros, infinities and NaN, for every k; and match the definition on
+    the rows without a NaN."""
+    scores = torch.cat([rows_of_every_kind(gen, n), tricky_rows(gen, n)[:3]])  # (10, n)
+    nans = scores[:2].clone()
+    nans[0, n // 2] = torch.nan
+    nans[1, 0] = -torch.nan  # (a NaN with the sign bit set: the smallest key)
+    every = torch.cat([scores, nans])  # (12, n)
+    for k in range(1, n + 1, max(1, n // 9)):
+        rank, kmax = torch.tensor(k), min(k + 3, n)
+        general = select.select(every, rank, kmax, torch.full((every.shape[0],), -torch.inf))
+        same(select.select(every, rank, kmax), general)
+        check_rows(scores[[0, 7, 8, 9]], rank, kmax)  # cosines, zeros, -0 beside +0, infinities
+        ref = scores.topk(k, -1).values[:, -1]
+        assert torch.equal(general[0][:10], ref), k
+        assert torch.equal(general[1][:10], (scores >= ref.unsqueeze(-1)).sum(-1)), k
 
 
 def test_hints_with_ties_zeros_infinities_and_nans(gen):
