@@ -9,6 +9,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from rectest.sim import update as native_update
 from rectest.sim.params import PerReplica, as_list, check_range, column, per_replica
 from rectest.sim.scoring import normalize, normalize_
 from rectest.sim.shards import UserShards, creator_sums
@@ -144,6 +145,14 @@ class BoundDynamics:
         self.engagement = torch.tensor([r == "engagement" for r in rules], device=device).view(-1, 1, 1)
         cost = column(values("creator_cost"), device, dtype)  # (R, 1, 1)
         self.eta_c = self.eta_c / (1 + cost)  # the proximal step of the adjustment cost
+        # the compiled step (rectest/sim/update.c: float32 on the CPU) for the impacts it computes
+        impacts = (dyn.f, dyn.g)
+        self.native = (
+            all(isinstance(x, str) and x in native_update.IMPACTS for x in impacts)
+            and self.free is None
+            and native_update.available(device, dtype)
+        )
+        self.impacts = impacts
 
     def key(self, r: int) -> tuple:
         """Replica ``r``'s parameters (equal keys: the same update of the same vectors)."""
@@ -173,22 +182,29 @@ class BoundDynamics:
             creator shown to nobody is returned unchanged (bit for bit).
         """
         (R, m, d), n = users.shape, creators.shape[1]
-        rows = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
-        shown = creators.reshape(R * n, d).index_select(0, rows).view(R, m, d)  # (R, m, d) v_{i_j}
-        s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
-        new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
-        climbed = None
+        if self.climbs is not None and gradient is None:
+            raise ValueError("dynamics.creator_rule: the exposure and engagement rules need the gradient")
+        if self.native:  # the same steps compiled (rectest/sim/update.c)
+            new_users, s = native_update.move_users(users, creators, chosen, self.eta_u, self.impacts[0])
+            if shards is None:
+                acc = native_update.creator_sums(users, s, chosen, n, self.impacts[1])  # (R, n, d + 1)
+            else:
+                s = s.unsqueeze(-1)  # (R, m, 1)
+                acc = shards.pull(torch.cat([self.g(s) * users, torch.ones_like(s)], -1), chosen, n)
+            new_creators = native_update.move_creators(creators, acc, self.eta_c)  # (R, n, d)
+        else:
+            rows = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
+            shown = creators.reshape(R * n, d).index_select(0, rows).view(R, m, d)  # (R, m, d) v_{i_j}
+            s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
+            new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
+            terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
+            acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
+            pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
+            moved = normalize_((self.eta_c * pull).div_(count.clamp_min(1)).add_(creators))  # (R, n, d)
+            new_creators = torch.where(count > 0, moved, creators)
         if self.climbs is not None:
-            if gradient is None:
-                raise ValueError("dynamics.creator_rule: the exposure and engagement rules need the gradient")
             tangent = gradient - (gradient * creators).sum(-1, keepdim=True) * creators  # (R, n, d)
             climbed = torch.where(self.eta_c > 0, normalize(creators + self.eta_c * tangent), creators)
-        terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
-        acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
-        pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
-        moved = normalize_((self.eta_c * pull).div_(count.clamp_min(1)).add_(creators))  # (R, n, d)
-        new_creators = torch.where(count > 0, moved, creators)
-        if climbed is not None:
             new_creators = torch.where(self.climbs, climbed, new_creators)
         return new_users, new_creators
 
