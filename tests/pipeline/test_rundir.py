@@ -31,7 +31,7 @@ def _wait_for(path, seconds: float = 120) -> None:
 
 def test_a_second_process_on_the_same_run_is_refused_at_once(tmp_path):
     run_dir = tmp_path / "conc"
-    first = _start(run_dir, "sim.steps=2000", "sim.log_every=50")  # busy long after the second is refused
+    first = _start(run_dir, "sim.steps=10000", "sim.log_every=500")  # busy long after the second is refused
     _wait_for(run_dir / "config.yaml")  # the first has claimed the folder
     before = sorted(p.name for p in run_dir.iterdir())
     second = _start(run_dir)
@@ -47,7 +47,7 @@ def test_a_second_process_on_the_same_run_is_refused_at_once(tmp_path):
     out, err = first.communicate(timeout=300)
     assert first.returncode == 0, err[-1500:]
     summary = json.loads((run_dir / "summary.json").read_text())
-    assert summary["steps"]["last"] == 1999 and len(summary["groups"]) == 4
+    assert summary["steps"]["last"] == 9999 and len(summary["groups"]) == 4
 
 
 def test_a_stale_lock_is_taken_over(tmp_path):
