@@ -324,15 +324,16 @@ static void short_row(const float *s, int64_t n, int64_t k, float *kth, int64_t 
 }
 #endif
 
-/* Rows [first, rows) of: n, the row length; scores: rows x n; k: rows entries in [1, n];
+/* Rows [first, rows) of: n, the row length; scores: rows x n (or any number of rows x n with at); at: rows row
+ * numbers into scores, or NULL (row r is scores' row r); k: rows entries in [1, n];
  * kth: out, rows; count: out, rows (scores >= kth as floats); idx: out, rows x kmax (kmax may be 0), the first
  * kmax indices with score >= kth in index order, padded with the last one found; mask: out, rows x n, or NULL
  * (only with kmax = 0): 1.0f where score >= kth, 0.0f elsewhere; logits: out, rows x n, or NULL (only with a
  * mask): scale[row] * score (one IEEE product, as torch.mul); hint: in and out, rows, or NULL: each row's hint
  * (NaN: none yet), refreshed (see kth_hinted). Returns 0, or -1 if out of memory. */
-static int select_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *k, float *kth,
-                        int64_t *count, int64_t *idx, int64_t kmax, float *mask, float *logits,
-                        const float *scale, float *hint) {
+static int select_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *at,
+                        const int64_t *k, float *kth, int64_t *count, int64_t *idx, int64_t kmax, float *mask,
+                        float *logits, const float *scale, float *hint) {
     uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys), *scratch = malloc((size_t)(n + 16) * sizeof *scratch);
     int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
     if (!keys || !pos || !scratch) {
@@ -342,7 +343,7 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         return -1;
     }
     for (int64_t r = first; r < rows; ++r) {
-        const float *s = scores + r * n;
+        const float *s = scores + (at ? at[r] : r) * n;
 #ifdef __AVX512F__
         if (n <= SHORT_ROW && !hint && !mask) {
             short_row(s, n, k[r], kth + r, count + r, idx + r * kmax, kmax);
@@ -394,15 +395,16 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
 
 /* Rows split over `threads` OpenMP threads: the process's own OpenMP runtime when it is already loaded (torch's
  * libgomp.so.1 has that soname), so the kernel runs on torch's threads instead of competing with them. */
-int select_rows(int64_t rows, int64_t n, const float *scores, const int64_t *k, float *kth, int64_t *count,
-                int64_t *idx, int64_t kmax, float *mask, float *logits, const float *scale, float *hint,
-                int threads) {
+int select_rows(int64_t rows, int64_t n, const float *scores, const int64_t *at, const int64_t *k, float *kth,
+                int64_t *count, int64_t *idx, int64_t kmax, float *mask, float *logits, const float *scale,
+                float *hint, int threads) {
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t a = rows * me / team, b = rows * (me + 1) / team;
-        if (b > a) failed |= select_range(a, b, n, scores, k, kth, count, idx, kmax, mask, logits, scale, hint) != 0;
+        if (b > a)
+            failed |= select_range(a, b, n, scores, at, k, kth, count, idx, kmax, mask, logits, scale, hint) != 0;
     }
     return failed ? -1 : 0;
 }

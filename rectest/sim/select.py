@@ -42,7 +42,23 @@ def hints_pay(k: int, n: int) -> bool:
 def _kernel() -> ctypes._CFuncPtr | None:
     """``select_rows`` of ``select.c``, or None."""
     return native.function(
-        "select", "select_rows", I64, I64, PTR, PTR, PTR, PTR, PTR, I64, PTR, PTR, PTR, PTR, INT, restype=INT
+        "select",
+        "select_rows",
+        I64,
+        I64,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        I64,
+        PTR,
+        PTR,
+        PTR,
+        PTR,
+        INT,
+        restype=INT,
     )
 
 
@@ -53,7 +69,7 @@ def available(device: torch.device, dtype: torch.dtype) -> bool:
 
 
 def select(
-    scores: Tensor, k: Tensor, kmax: int = 0, hints: Tensor | None = None
+    scores: Tensor, k: Tensor, kmax: int = 0, hints: Tensor | None = None, at: Tensor | None = None
 ) -> tuple[Tensor, Tensor, Tensor]:
     """The ``k``-th largest score of each row, how many scores reach it, and the first ``kmax`` of them.
 
@@ -64,13 +80,15 @@ def select(
         hints: ``(...)`` contiguous float32 scores carried from the rows' previous call (NaN: none yet), or
             None. Refreshed in place. When at least ``k`` scores of a row reach its hint, the row's selection
             reads those candidates only; the results do not depend on the hints (see ``select.c``).
+        at: ``(B,)`` int64 row numbers into ``scores.reshape(-1, n)``: only those rows are selected, read where
+            they lie (no copy of them); ``...`` is then ``(B,)``. Not with ``hints``.
 
     Returns:
         ``(...)`` the k-th largest values (``torch.topk(k).values.min()``, bit for bit), ``(...)`` int64 the
         number of scores ``>= kth`` (``k`` unless the k-th value ties with the next), and ``(..., kmax)`` int64
         the indices of the first ``kmax`` such scores in index order (padded with the last one when fewer).
     """
-    kth, count, idx, _, _ = _run(scores, k, kmax, False, None, hints)
+    kth, count, idx, _, _ = _run(scores, k, kmax, False, None, hints, at)
     return kth, count, idx
 
 
@@ -107,13 +125,26 @@ def top_weights(scores: Tensor, k: Tensor, beta: Tensor) -> Tensor:
 
 
 def _run(
-    scores: Tensor, k: Tensor, kmax: int, with_mask: bool, scale: Tensor | None, hints: Tensor | None = None
+    scores: Tensor,
+    k: Tensor,
+    kmax: int,
+    with_mask: bool,
+    scale: Tensor | None,
+    hints: Tensor | None = None,
+    at: Tensor | None = None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """Call the kernel over the rows of ``scores`` on ``torch.get_num_threads()`` threads."""
+    """Call the kernel over the rows of ``scores`` (those numbered by ``at``) on ``torch.get_num_threads()``
+    threads."""
     lead, n = scores.shape[:-1], scores.shape[-1]
     flat = scores.reshape(-1, n).contiguous()  # (B, n)
+    if at is not None:
+        if hints is not None or with_mask or at.dim() != 1:
+            raise ValueError("select: rows given by at: a 1-d index, without hints or a mask")
+        if at.numel() and not (0 <= int(at.min()) and int(at.max()) < flat.shape[0]):
+            raise ValueError(f"select: row numbers must lie in [0, {flat.shape[0]})")
+        lead, at = at.shape, at.to(torch.int64).contiguous()
     ranks = torch.as_tensor(k, dtype=torch.int64).expand(lead).reshape(-1).contiguous()  # (B,)
-    rows = flat.shape[0]
+    rows = ranks.shape[0]
     if rows and not bool(((ranks >= 1) & (ranks <= n)).all()):
         raise ValueError(f"select: ranks must lie in [1, {n}]")
     kth = torch.empty(rows, dtype=torch.float32)
@@ -133,6 +164,7 @@ def _run(
         rows,
         n,
         flat.data_ptr(),
+        None if at is None else at.data_ptr(),
         ranks.data_ptr(),
         kth.data_ptr(),
         count.data_ptr(),

@@ -174,6 +174,26 @@ def test_hints_with_ties_zeros_infinities_and_nans(gen):
         select.select(scores, torch.tensor(3), 3, torch.zeros(50, dtype=torch.float64))
 
 
+def test_rows_given_by_number_are_read_where_they_lie(gen):
+    """``at`` selects some rows of a batch (in any order, some twice) without copying them: the results of those
+    rows selected alone, short rows and long; a bad row number, hints or a 2-d index are refused."""
+    for n in (50, 700):
+        scores = random_sphere(3, 40, 6, gen) @ random_sphere(3, n, 6, gen).transpose(1, 2)  # (3, 40, n)
+        at = torch.tensor([117, 0, 5, 5, 64, 119])
+        rows = scores.reshape(-1, n)[at]
+        for k, kmax in ((1, 1), (7, 9), (n // 2, 4)):
+            same(
+                select.select(scores, torch.tensor(k), kmax, at=at),
+                select.select(rows, torch.tensor(k), kmax),
+            )
+    with pytest.raises(ValueError, match="row numbers must lie in"):
+        select.select(scores, torch.tensor(1), 1, at=torch.tensor([120]))
+    with pytest.raises(ValueError, match="without hints"):
+        select.select(scores, torch.tensor(1), 1, torch.zeros(3, 40), at=torch.tensor([0]))
+    with pytest.raises(ValueError, match="a 1-d index"):
+        select.select(scores, torch.tensor(1), 1, at=torch.zeros(1, 1, dtype=torch.long))
+
+
 def test_ranks_outside_the_row_are_refused():
     with pytest.raises(ValueError, match=r"ranks must lie in \[1, 5\]"):
         select.select(torch.zeros(2, 5), torch.tensor(6))

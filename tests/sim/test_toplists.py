@@ -92,6 +92,37 @@ def test_ties_and_infinities_give_the_same_values_on_both_paths(gen, monkeypatch
     assert torch.equal(compiled_lists, torch_lists)  # the same rows rebuilt, from the same full-row topk
 
 
+@pytest.mark.skipif(
+    not toplists.select.available(torch.device("cpu"), torch.float32),
+    reason="no C compiler here (or RECTEST_NATIVE=0): rebuilt rows take torch.topk",
+)
+@pytest.mark.parametrize("length", [1, 5, 20, 64, 100])
+def test_rebuilt_rows_are_topk_but_for_the_order_of_equal_scores(gen, length):
+    """A stale row's new list from the compiled selection: torch.topk's values in order, the same creators above
+    the L-th score, each creator once, on rows with ties above, at and below the L-th score and NaN rows."""
+    rows = torch.rand(40, 300, generator=gen)
+    rows[1] = 0.5  # every score tied
+    rows[2, 200:] = rows[2, :100]  # each score twice: ties at and above the L-th
+    rows[3, 100:110] = 2.0  # ten tied leaders
+    rows[4, 7] = torch.nan
+    rows[5, 0] = -torch.nan
+    rows[6, 10:20] = torch.inf
+    at = torch.cat([torch.randperm(40, generator=gen)[:30], torch.tensor([2, 2, 4])])  # some rows, some twice
+    batch = rows.view(4, 10, 300)  # (read where the rows lie)
+    rows = rows[at]
+    outside = torch.where(torch.isnan(rows).any(-1), torch.nan, 0.0)  # (as the list check reports a NaN)
+    vals, idx = toplists._rebuilt(batch, at, length, outside)
+    ref_vals, ref_idx = rows.topk(length, dim=-1)
+    torch.testing.assert_close(vals, ref_vals, rtol=0, atol=0, equal_nan=True)
+    clean = ~torch.isnan(outside)
+    assert torch.equal(rows[clean].gather(-1, idx[clean]), vals[clean])  # the entries are the row's
+    assert bool((idx.sort(-1).values.diff(dim=-1) > 0).all())  # distinct creators
+    above = (rows >= 0) & (rows > ref_vals[:, -1:])  # creators strictly above the L-th score
+    for r in range(rows.shape[0]):
+        if clean[r]:
+            assert set(above[r].nonzero().flatten().tolist()) <= set(idx[r].tolist()), r
+
+
 def test_lists_are_used_only_while_short():
     assert list_length(11, 1682) == 22
     assert list_length(2, 50) == 10  # at least LIST_SLACK more than wanted
