@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from rectest.sim import pairs, toplists
+from rectest.sim import update as native_update
 from rectest.sim.shards import MIN, SUM, UserShards
 
 CD, RD, RR, TP, UD, CLUSTERS, POLARIZED = "CD", "RD", "RR", "TP", "UD", "clusters", "polarized"
@@ -314,6 +315,11 @@ def polarization_radius(users: Tensor, creators: Tensor, shards: UserShards | No
     return (2 - 2 * torch.minimum(cos_u, cos_c)).clamp_min(0).sqrt()
 
 
+# the compiled anchor cosines may differ from torch's by rounding: a replica within this of the threshold is still
+# checked, so the cheap condition never skips a replica that torch's would have checked
+ANCHOR_SLACK = 1e-5
+
+
 def is_polarized(
     users: Tensor, creators: Tensor, r: float, shards: UserShards | None = None, among: Tensor | None = None
 ) -> Tensor:
@@ -326,10 +332,18 @@ def is_polarized(
         among: ``(R,)`` bool, the replicas whose flag is wanted (the same on every rank), or None for all;
             the others are reported False without their radius being computed.
     """
-    anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
-    near_u = _over(shards)((users @ anchor).abs().amin((1, 2)), MIN)  # (R,)
-    near = torch.minimum(near_u, (creators @ anchor).abs().amin((1, 2)))
-    possible = near >= 1 - 2 * r * r  # (R,)
+    if native_update.available(users.device, users.dtype):  # one compiled pass (its sums in another order:
+        near_u, near_c = native_update.anchor_cosines(users, creators)  # a margin keeps the check necessary)
+        slack = ANCHOR_SLACK
+    else:
+        anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
+        near_u, near_c = (
+            (users @ anchor).abs().amin((1, 2)),
+            (creators @ anchor).abs().amin((1, 2)),
+        )  # (R,) each
+        slack = 0.0
+    near = torch.minimum(_over(shards)(near_u, MIN), near_c)  # (R,)
+    possible = near >= 1 - 2 * r * r - slack  # (R,)
     if among is not None:
         possible &= among.to(possible.device)
     candidates = possible.nonzero().flatten()  # (R',), the same on every rank

@@ -426,12 +426,12 @@ class BoundPolicy:
         kmax = self.kmax
         vals = None  # (R, c, kmax + 1) the lists' best scores, descending (None: the selection's entries)
         if self.native and lists is None:  # the compiled selection: the k-th value, the top k in index order
-            kth, count, idx = select.select(
-                scores, self.k.view(-1, 1), kmax, hints
-            )  # (R, c), (R, c), (R, c, kmax)
+            kth, count, idx, logits = select.select_logits(
+                scores, self.k.view(-1, 1), kmax, self.beta.view(-1, 1), hints
+            )  # (R, c), (R, c), (R, c, kmax), (R, c, kmax) beta s at idx
             tied = count > self.k.view(-1, 1)  # (R, c): more than k eligible
             kth = kth.unsqueeze(-1)  # (R, c, 1)
-            w = torch.mul(scores.gather(-1, idx), self.beta).exp_()  # (R, c, kmax)
+            w = logits.exp_()  # (R, c, kmax)
         else:  # torch.topk of the candidate lists (or of the full rows)
             vals, idx = top_entries(scores, kmax + 1, lists)  # (R, c, kmax + 1), sorted descending
             w = torch.mul(vals[..., :kmax], self.beta).exp_()  # (R, c, kmax), as in weights()

@@ -255,6 +255,14 @@ static int64_t mask_row(const float *restrict s, int64_t n, float v, float *rest
     return f;
 }
 
+/* picked: NULL, or rows x kmax: scale[r] * the row's score at each listed index (one IEEE product, as torch.mul of
+ * the gathered scores). */
+static inline void picked_logits(const float *s, const int64_t *out, int64_t kmax, const float *scale, float *picked,
+                                 int64_t r) {
+    if (!picked) return;
+    for (int64_t i = 0; i < kmax; ++i) picked[r * kmax + i] = scale[r] * s[out[i]];
+}
+
 #ifdef __AVX512F__
 #define SHORT_ROW 64 /* rows of at most this many scores are selected in four registers (short_row) */
 
@@ -330,10 +338,11 @@ static void short_row(const float *s, int64_t n, int64_t k, float *kth, int64_t 
  * kmax indices with score >= kth in index order, padded with the last one found; mask: out, rows x n, or NULL
  * (only with kmax = 0): 1.0f where score >= kth, 0.0f elsewhere; logits: out, rows x n, or NULL (only with a
  * mask): scale[row] * score (one IEEE product, as torch.mul); hint: in and out, rows, or NULL: each row's hint
- * (NaN: none yet), refreshed (see kth_hinted). Returns 0, or -1 if out of memory. */
+ * (NaN: none yet), refreshed (see kth_hinted); picked: out, rows x kmax, or NULL (with scale, without a mask):
+ * scale[r] * the score at each listed index. Returns 0, or -1 if out of memory. */
 static int select_range(int64_t first, int64_t rows, int64_t n, const float *scores, const int64_t *at,
                         const int64_t *k, float *kth, int64_t *count, int64_t *idx, int64_t kmax, float *mask,
-                        float *logits, const float *scale, float *hint) {
+                        float *logits, const float *scale, float *hint, float *picked) {
     uint32_t *keys = malloc((size_t)(n + 16) * sizeof *keys), *scratch = malloc((size_t)(n + 16) * sizeof *scratch);
     int32_t *pos = malloc((size_t)(n + 16) * sizeof *pos);
     if (!keys || !pos || !scratch) {
@@ -347,6 +356,7 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
 #ifdef __AVX512F__
         if (n <= SHORT_ROW && !hint && !mask) {
             short_row(s, n, k[r], kth + r, count + r, idx + r * kmax, kmax);
+            picked_logits(s, idx + r * kmax, kmax, scale, picked, r);
             continue;
         }
 #endif
@@ -386,6 +396,7 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
         }
         count[r] = found;
         for (int64_t i = found < kmax ? found : kmax; i < kmax; ++i) out[i] = found ? out[found - 1] : 0;
+        picked_logits(s, out, kmax, scale, picked, r);
     }
     free(keys);
     free(pos);
@@ -397,14 +408,15 @@ static int select_range(int64_t first, int64_t rows, int64_t n, const float *sco
  * libgomp.so.1 has that soname), so the kernel runs on torch's threads instead of competing with them. */
 int select_rows(int64_t rows, int64_t n, const float *scores, const int64_t *at, const int64_t *k, float *kth,
                 int64_t *count, int64_t *idx, int64_t kmax, float *mask, float *logits, const float *scale,
-                float *hint, int threads) {
+                float *hint, float *picked, int threads) {
     int failed = 0;
 #pragma omp parallel num_threads(threads) reduction(| : failed)
     {
         int64_t team = omp_get_num_threads(), me = omp_get_thread_num();
         int64_t a = rows * me / team, b = rows * (me + 1) / team;
         if (b > a)
-            failed |= select_range(a, b, n, scores, at, k, kth, count, idx, kmax, mask, logits, scale, hint) != 0;
+            failed |=
+                select_range(a, b, n, scores, at, k, kth, count, idx, kmax, mask, logits, scale, hint, picked) != 0;
     }
     return failed ? -1 : 0;
 }

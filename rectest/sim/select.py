@@ -57,6 +57,7 @@ def _kernel() -> ctypes._CFuncPtr | None:
         PTR,
         PTR,
         PTR,
+        PTR,
         INT,
         restype=INT,
     )
@@ -90,6 +91,24 @@ def select(
     """
     kth, count, idx, _, _ = _run(scores, k, kmax, False, None, hints, at)
     return kth, count, idx
+
+
+def select_logits(
+    scores: Tensor, k: Tensor, kmax: int, beta: Tensor, hints: Tensor | None = None
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """:func:`select`, and ``beta`` times the score at each listed index: bit for bit
+    ``torch.mul(scores.gather(-1, idx), beta)``, without the gather.
+
+    Args:
+        scores, k, kmax, hints: as :func:`select` (``kmax >= 1``).
+        beta: scales broadcastable to ``scores.shape[:-1]``.
+
+    Returns:
+        The k-th values, the counts, the ``(..., kmax)`` indices and the ``(..., kmax)`` float32 logits.
+    """
+    scale = torch.as_tensor(beta, dtype=torch.float32).expand(scores.shape[:-1]).reshape(-1).contiguous()
+    kth, count, idx, _, logits = _run(scores, k, kmax, False, scale, hints)
+    return kth, count, idx, logits
 
 
 def top_mask(scores: Tensor, k: Tensor) -> tuple[Tensor, Tensor]:
@@ -151,7 +170,9 @@ def _run(
     count = torch.empty(rows, dtype=torch.int64)
     idx = torch.empty(rows, kmax, dtype=torch.int64)
     mask = torch.empty(rows, n if with_mask else 0, dtype=torch.float32)
-    logits = torch.empty(rows, n if scale is not None else 0, dtype=torch.float32)
+    picked = scale is not None and not with_mask  # logits at the listed indices (select_logits)
+    width = 0 if scale is None else kmax if picked else n
+    logits = torch.empty(rows, width, dtype=torch.float32)
     if hints is not None and (
         hints.shape != lead or hints.dtype != torch.float32 or not hints.is_contiguous() or hints.is_cuda
     ):
@@ -171,9 +192,10 @@ def _run(
         idx.data_ptr() if kmax else None,
         kmax,
         mask.data_ptr() if with_mask else None,
-        logits.data_ptr() if scale is not None else None,
+        logits.data_ptr() if scale is not None and not picked else None,
         scale.data_ptr() if scale is not None else None,
         hints.data_ptr() if hints is not None else None,
+        logits.data_ptr() if picked and kmax else None,
         native.threads(rows, MIN_ROWS_PER_THREAD),
     )
     if code:

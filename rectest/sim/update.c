@@ -180,3 +180,19 @@ void move_creators(int64_t R, int64_t n, int64_t d, const float *creators, const
         }
     }
 }
+
+/* The polarization check's cheap necessary condition (rectest.sim.measures.is_polarized): per replica, the least
+ * |<x, v_0>| over its users (near_u) and over its creators (near_c), v_0 its first creator. */
+void anchor_cosines(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, const float *creators,
+                    float *near_u, float *near_c, int threads) {
+#pragma omp parallel for num_threads(threads) schedule(static)
+    for (int64_t r = 0; r < R; ++r) {
+        const float *v0 = creators + r * n * d;
+        float low = INFINITY;
+        for (int64_t j = 0; j < m; ++j) low = fminf(low, fabsf(dot(users + (r * m + j) * d, v0, d)));
+        near_u[r] = low;
+        low = INFINITY;
+        for (int64_t i = 0; i < n; ++i) low = fminf(low, fabsf(dot(creators + (r * n + i) * d, v0, d)));
+        near_c[r] = low;
+    }
+}

@@ -29,11 +29,12 @@ def _function(symbol: str, *argtypes: type) -> ctypes._CFuncPtr | None:
 
 
 def _kernels() -> tuple[ctypes._CFuncPtr, ...] | None:
-    """``move_users``, ``creator_sums`` and ``move_creators`` of ``update.c``, or None."""
+    """``move_users``, ``creator_sums``, ``move_creators`` and ``anchor_cosines`` of ``update.c``, or None."""
     kernels = (
         _function("move_users", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT, PTR, PTR, INT),
         _function("creator_sums", I64, I64, I64, I64, PTR, PTR, PTR, INT, PTR, INT),
         _function("move_creators", I64, I64, I64, PTR, PTR, PTR, PTR, INT),
+        _function("anchor_cosines", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT),
     )
     return None if any(k is None for k in kernels) else kernels
 
@@ -113,3 +114,22 @@ def move_creators(creators: Tensor, acc: Tensor, eta: Tensor) -> Tensor:
     rates = _rates(eta)
     _kernels()[2](R, n, d, v.data_ptr(), a.data_ptr(), rates.data_ptr(), out.data_ptr(), _threads(R))
     return out
+
+
+def anchor_cosines(users: Tensor, creators: Tensor) -> tuple[Tensor, Tensor]:
+    """Each replica's least ``|<x, v_0>|`` over its users and over its creators, ``v_0`` its first creator (the
+    polarization check's cheap necessary condition, :func:`rectest.sim.measures.is_polarized`). The dot products
+    are summed in another order than torch's matmul (a few units in the last place).
+
+    Args:
+        users: ``(R, m, d)`` float32 CPU vectors.
+        creators: ``(R, n, d)`` float32 CPU vectors.
+
+    Returns:
+        ``(R,)`` over the users and ``(R,)`` over the creators.
+    """
+    (R, m, d), n = users.shape, creators.shape[1]
+    u, v = users.contiguous(), creators.contiguous()
+    near_u, near_c = torch.empty(R, dtype=torch.float32), torch.empty(R, dtype=torch.float32)
+    _kernels()[3](R, m, n, d, u.data_ptr(), v.data_ptr(), near_u.data_ptr(), near_c.data_ptr(), _threads(R))
+    return near_u, near_c

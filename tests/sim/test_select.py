@@ -26,6 +26,10 @@ def check_rows(scores: torch.Tensor, k: torch.Tensor, kmax: int) -> None:
     beta = torch.rand(scores.shape[:-1]) * 3
     weights = select.top_weights(scores, k, beta)  # as the policies' softmax over the top k
     assert torch.equal(weights, torch.mul(scores, beta.unsqueeze(-1)).exp_() * mask)
+    if kmax:  # the listed scores times beta, without the gather
+        *listed, logits = select.select_logits(scores, k, kmax, beta)
+        same(tuple(listed), (kth, count, idx))
+        assert torch.equal(logits, torch.mul(scores.gather(-1, idx), beta.unsqueeze(-1)))
     flat = scores.reshape(-1, scores.shape[-1])
     ranks = k.expand(scores.shape[:-1]).reshape(-1)
     lists = idx.reshape(flat.shape[0], kmax)
@@ -124,6 +128,10 @@ def test_hints_change_nothing_but_the_cost(gen, n):
         hints = torch.full((R, c), float("nan"))
         for scores in [*steps, steps[-1]]:
             same(select.select(scores, rank, kmax, hints), select.select(scores, rank, kmax))
+            logits = select.select_logits(scores, rank, kmax, 2.0, hints.clone())[
+                3
+            ]  # (a hint: the same floats)
+            assert torch.equal(logits, select.select_logits(scores, rank, kmax, 2.0)[3])
             assert bool(((scores >= hints.unsqueeze(-1)).sum(-1) >= k).all())
         for fill in (float("inf"), -float("inf"), 0.0, 0.5):  # nothing reaches it, everything does, ...
             same(

@@ -90,3 +90,30 @@ def test_the_torch_path_keeps_what_the_kernel_does_not_compute():
     assert not bind(Dynamics(g=lambda x: 2 * x)).native
     assert not bind(Dynamics(fixed_dims=2)).native
     assert not bind(Dynamics(), torch.float64).native
+
+
+def test_anchor_cosines_and_the_polarization_check(gen):
+    """The compiled anchor cosines are torch's to rounding, and is_polarized flags the same replicas with them as
+    with torch's (states polarized, near the radius and far from it)."""
+    from rectest.sim import measures
+
+    R, m, n, d = 6, 80, 20, 8
+    users, creators, _ = world(gen, R, m, n, d)
+    pole = torch.nn.functional.normalize(torch.randn(d, generator=gen), dim=0)
+    for r, spread in enumerate([0.0, 0.01, 0.03, 0.05, 0.2]):  # replicas 0-4 around +-pole, 5 uniform
+        sign = torch.where(torch.rand(m + n, 1, generator=gen) < 0.5, -1.0, 1.0)
+        near = (
+            torch.nn.functional.normalize(pole + spread * torch.randn(m + n, d, generator=gen), dim=-1) * sign
+        )
+        users[r], creators[r] = near[:m], near[m:]
+    near_u, near_c = native_update.anchor_cosines(users, creators)
+    anchor = creators[:, :1].transpose(1, 2)
+    torch.testing.assert_close(near_u, (users @ anchor).abs().amin((1, 2)), rtol=0, atol=1e-6)
+    torch.testing.assert_close(near_c, (creators @ anchor).abs().amin((1, 2)), rtol=0, atol=1e-6)
+    for radius in (0.01, 0.05, 0.1):
+        compiled = measures.is_polarized(users, creators, radius)
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(native_update, "available", lambda device, dtype: False)
+            plain = measures.is_polarized(users, creators, radius)
+        assert torch.equal(compiled, plain), radius
+    assert bool(measures.is_polarized(users, creators, 0.1)[:2].all())  # (the check can say yes)
