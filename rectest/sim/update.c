@@ -13,6 +13,7 @@
  * Compiled and loaded by rectest/sim/update.py. */
 #include <math.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <string.h>
 
 /* Products and sums stay apart, as torch's separate operations round them (no fused multiply-adds). */
@@ -149,19 +150,51 @@ void move_users(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, 
 }
 
 /* acc: out, R x n x (d + 1): per creator the sum of g(s) u_j over its audience and, last, the audience's size. */
-void creator_sums(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, const float *s,
+int creator_sums(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, const float *s,
                   const int64_t *chosen, int g, float *acc, int threads) {
-#pragma omp parallel for num_threads(threads) schedule(static)
-    for (int64_t r = 0; r < R; ++r) {
-        float *a = acc + r * n * (d + 1);
-        memset(a, 0, (size_t)(n * (d + 1)) * sizeof *a);
-        for (int64_t j = 0; j < m; ++j) {
-            const float *u = users + (r * m + j) * d;
-            float *row = a + chosen[r * m + j] * (d + 1);
-            add_scaled(row, impact(s[r * m + j], g), u, d);
-            row[d] += 1.0f;
+    int failed = 0;
+#pragma omp parallel num_threads(threads) reduction(| : failed)
+    {
+#ifdef __AVX512F__
+        /* d <= 16: each creator's sums in a whole aligned register-sized row, its count apart, so that a user's
+         * load sees the last user's store of the same creator (a masked store of d + 1 floats stalls it). */
+        float *pad = d <= 16 ? aligned_alloc(64, (size_t)(n * 16 + n) * sizeof(float)) : NULL;
+        failed |= d <= 16 && !pad;
+#endif
+#pragma omp for schedule(static)
+        for (int64_t r = 0; r < R; ++r) {
+            float *a = acc + r * n * (d + 1);
+#ifdef __AVX512F__
+            if (pad) {
+                float *count = pad + n * 16;
+                memset(pad, 0, (size_t)(n * 16 + n) * sizeof *pad);
+                for (int64_t j = 0; j < m; ++j) {
+                    int64_t i = chosen[r * m + j];
+                    __m512 term = _mm512_mul_ps(_mm512_set1_ps(impact(s[r * m + j], g)),
+                                                _mm512_maskz_loadu_ps(lanes(d), users + (r * m + j) * d));
+                    _mm512_store_ps(pad + i * 16, _mm512_add_ps(_mm512_load_ps(pad + i * 16), term));
+                    count[i] += 1.0f;
+                }
+                for (int64_t i = 0; i < n; ++i) {
+                    _mm512_mask_storeu_ps(a + i * (d + 1), lanes(d), _mm512_load_ps(pad + i * 16));
+                    a[i * (d + 1) + d] = count[i];
+                }
+                continue;
+            }
+#endif
+            memset(a, 0, (size_t)(n * (d + 1)) * sizeof *a);
+            for (int64_t j = 0; j < m; ++j) {
+                const float *u = users + (r * m + j) * d;
+                float *row = a + chosen[r * m + j] * (d + 1);
+                add_scaled(row, impact(s[r * m + j], g), u, d);
+                row[d] += 1.0f;
+            }
         }
+#ifdef __AVX512F__
+        free(pad);
+#endif
     }
+    return failed ? -1 : 0;
 }
 
 /* creators, out: R x n x d; acc: R x n x (d + 1) as creator_sums writes it; eta: R rates. */

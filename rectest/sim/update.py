@@ -24,15 +24,15 @@ IMPACTS = {"identity": 0, "sign": 1}  # the impact functions the kernel computes
 MIN_REPLICAS_PER_THREAD = 4
 
 
-def _function(symbol: str, *argtypes: type) -> ctypes._CFuncPtr | None:
-    return native.function("update", symbol, *argtypes)
+def _function(symbol: str, *argtypes: type, restype: type | None = None) -> ctypes._CFuncPtr | None:
+    return native.function("update", symbol, *argtypes, restype=restype)
 
 
 def _kernels() -> tuple[ctypes._CFuncPtr, ...] | None:
     """``move_users``, ``creator_sums``, ``move_creators`` and ``anchor_cosines`` of ``update.c``, or None."""
     kernels = (
         _function("move_users", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT, PTR, PTR, INT),
-        _function("creator_sums", I64, I64, I64, I64, PTR, PTR, PTR, INT, PTR, INT),
+        _function("creator_sums", I64, I64, I64, I64, PTR, PTR, PTR, INT, PTR, INT, restype=INT),
         _function("move_creators", I64, I64, I64, PTR, PTR, PTR, PTR, INT),
         _function("anchor_cosines", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT),
     )
@@ -92,8 +92,10 @@ def creator_sums(users: Tensor, s: Tensor, chosen: Tensor, n: int, g: str) -> Te
     R, m, d = users.shape
     u, ss, c = users.contiguous(), s.contiguous(), chosen.contiguous()
     acc = torch.empty(R, n, d + 1, dtype=torch.float32)
-    _kernels()[1](R, m, n, d, u.data_ptr(), ss.data_ptr(), c.data_ptr(), IMPACTS[g], acc.data_ptr(),
-                  _threads(R))  # fmt: skip
+    code = _kernels()[1](R, m, n, d, u.data_ptr(), ss.data_ptr(), c.data_ptr(), IMPACTS[g], acc.data_ptr(),
+                         _threads(R))  # fmt: skip
+    if code:
+        raise MemoryError("creator_sums: out of memory for a row buffer")
     return acc
 
 
