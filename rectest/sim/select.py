@@ -41,26 +41,9 @@ def hints_pay(k: int, n: int) -> bool:
 
 def _kernel() -> ctypes._CFuncPtr | None:
     """``select_rows`` of ``select.c``, or None."""
-    return native.function(
-        "select",
-        "select_rows",
-        I64,
-        I64,
-        PTR,
-        PTR,
-        PTR,
-        PTR,
-        PTR,
-        PTR,
-        I64,
-        PTR,
-        PTR,
-        PTR,
-        PTR,
-        PTR,
-        INT,
-        restype=INT,
-    )
+    # rows, n, scores, at, k, kth, count, idx, kmax, mask, logits, scale, hint, picked, threads
+    args = (I64, I64, *[PTR] * 6, I64, *[PTR] * 5, INT)
+    return native.function("select", "select_rows", *args, restype=INT)
 
 
 def available(device: torch.device, dtype: torch.dtype) -> bool:
