@@ -316,7 +316,7 @@ class Simulation:
         Returns:
             ``(R, m)`` draws in ``[0, 1)`` for the users this simulation holds: a buffer that the next call
             overwrites (``torch.rand``'s numbers, drawn into the rows of one tensor kept across steps: a third
-            cheaper than 96 new tensors and a stack).
+            cheaper than a new tensor per replica and a stack).
         """
         m = self.shards.total if self.shards is not None else self.users.shape[1]
         if self._uniforms is None:
