@@ -315,9 +315,10 @@ def polarization_radius(users: Tensor, creators: Tensor, shards: UserShards | No
     return (2 - 2 * torch.minimum(cos_u, cos_c)).clamp_min(0).sqrt()
 
 
-# the compiled anchor cosines may differ from torch's by rounding: a replica within this of the threshold is still
-# checked, so the cheap condition never skips a replica that torch's would have checked
-ANCHOR_SLACK = 1e-5
+# the compiled anchor cosines may differ from torch's by rounding, at most about 2 d eps for unit vectors in d
+# dimensions: a replica within twice that of the threshold is still checked, so the cheap condition never skips a
+# replica that torch's would have checked
+ANCHOR_SLACK_PER_DIM = 4 * torch.finfo(torch.float32).eps
 
 
 def is_polarized(
@@ -334,7 +335,7 @@ def is_polarized(
     """
     if native_update.available(users.device, users.dtype):  # one compiled pass (its sums in another order:
         near_u, near_c = native_update.anchor_cosines(users, creators)  # a margin keeps the check necessary)
-        slack = ANCHOR_SLACK
+        slack = ANCHOR_SLACK_PER_DIM * users.shape[-1]
     else:
         anchor = creators[:, :1].transpose(1, 2)  # (R, d, 1)
         near_u, near_c = (

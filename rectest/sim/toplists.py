@@ -97,9 +97,10 @@ def _rebuilt(scores: Tensor, at: Tensor, length: int, outside: Tensor) -> tuple[
 
     On the CPU in float32 the compiled selection (:func:`rectest.sim.select.select`: about 1.5 us a row of 1,682
     scores, against 5 us for ``torch.topk``) lists each row's top ``length`` in creator order, reading the rows
-    where they lie, and a short stable sort orders them. Rows holding a NaN (``outside`` is NaN), or whose
-    ``length``-th score ties with the next (the first ``length`` at least it in creator order may then leave out
-    a larger score further on), take ``torch.topk``.
+    where they lie, and a short stable sort orders them. Rows holding a NaN (``outside`` is NaN, or fewer than
+    ``length`` scores reach the ``length``-th: a NaN in the list), or whose ``length``-th score ties with the
+    next (the first ``length`` at least it in creator order may then leave out a larger score further on), take
+    ``torch.topk``.
 
     Args:
         scores: ``(..., n)`` scores.
@@ -116,7 +117,7 @@ def _rebuilt(scores: Tensor, at: Tensor, length: int, outside: Tensor) -> tuple[
     _, count, best = select.select(scores, torch.tensor(length), length, at=at)  # (s,), (s, L) creator order
     vals, order = flat[at.unsqueeze(-1), best].sort(dim=-1, descending=True, stable=True)  # (s, L)
     idx = best.gather(-1, order)  # (s, L)
-    odd = torch.isnan(outside) | (count > length)  # (s,)
+    odd = torch.isnan(outside) | (count != length)  # (s,) (fewer than L at least the L-th: a NaN in the row)
     if bool(odd.any()):
         vals[odd], idx[odd] = flat[at[odd]].topk(length, dim=-1)
     return vals, idx

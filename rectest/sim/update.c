@@ -27,6 +27,15 @@
 
 enum { IDENTITY = 0, SIGN = 1 };
 
+/* max(x, TINY) as torch's clamp_min: a NaN stays NaN. */
+static inline float at_least_tiny(float x) { return x < TINY ? TINY : x; }
+
+/* The smaller of low and |x|, a NaN kept once met (as torch's amin). */
+static inline float least_abs(float low, float x) {
+    x = fabsf(x);
+    return (x != x || x < low) ? x : low;
+}
+
 static inline float impact(float s, int kind) { return kind == SIGN ? (float)((s > 0.0f) - (s < 0.0f)) : s; }
 
 #ifdef __AVX512F__
@@ -43,7 +52,7 @@ static inline void project(float *x, int64_t d) {
         sq = _mm512_add_ps(sq, _mm512_mul_ps(y, y));
     }
     float norm = sqrtf(_mm512_reduce_add_ps(sq));
-    __m512 by = _mm512_set1_ps(norm > TINY ? norm : TINY);
+    __m512 by = _mm512_set1_ps(at_least_tiny(norm));
     for (int64_t q = 0; q < d; q += 16) {
         __mmask16 in = lanes(d - q);
         _mm512_mask_storeu_ps(x + q, in, _mm512_div_ps(_mm512_maskz_loadu_ps(in, x + q), by));
@@ -66,7 +75,7 @@ static inline void step_to(float *x, float a, const float *v, const float *u, in
         __mmask16 in = lanes(d);
         __m512 y = _mm512_add_ps(_mm512_mul_ps(av, _mm512_maskz_loadu_ps(in, v)), _mm512_maskz_loadu_ps(in, u));
         float norm = sqrtf(_mm512_reduce_add_ps(_mm512_mul_ps(y, y)));
-        _mm512_mask_storeu_ps(x, in, _mm512_div_ps(y, _mm512_set1_ps(norm > TINY ? norm : TINY)));
+        _mm512_mask_storeu_ps(x, in, _mm512_div_ps(y, _mm512_set1_ps(at_least_tiny(norm))));
         return;
     }
     for (int64_t q = 0; q < d; q += 16) {
@@ -95,7 +104,7 @@ static inline void moved_to(float *x, float eta, const float *a, float count, co
         __m512 y = _mm512_div_ps(_mm512_mul_ps(ev, _mm512_maskz_loadu_ps(in, a)), cv);
         y = _mm512_add_ps(y, _mm512_maskz_loadu_ps(in, v));
         float norm = sqrtf(_mm512_reduce_add_ps(_mm512_mul_ps(y, y)));
-        _mm512_mask_storeu_ps(x, in, _mm512_div_ps(y, _mm512_set1_ps(norm > TINY ? norm : TINY)));
+        _mm512_mask_storeu_ps(x, in, _mm512_div_ps(y, _mm512_set1_ps(at_least_tiny(norm))));
         return;
     }
     for (int64_t q = 0; q < d; q += 16) {
@@ -110,7 +119,7 @@ static inline void project(float *x, int64_t d) {
     float sq = 0.0f;
     for (int64_t q = 0; q < d; ++q) sq += x[q] * x[q];
     float norm = sqrtf(sq);
-    norm = norm > TINY ? norm : TINY;
+    norm = at_least_tiny(norm);
     for (int64_t q = 0; q < d; ++q) x[q] = x[q] / norm;
 }
 
@@ -150,16 +159,16 @@ void move_users(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, 
 }
 
 /* acc: out, R x n x (d + 1): per creator the sum of g(s) u_j over its audience and, last, the audience's size. */
-int creator_sums(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, const float *s,
+void creator_sums(int64_t R, int64_t m, int64_t n, int64_t d, const float *users, const float *s,
                   const int64_t *chosen, int g, float *acc, int threads) {
-    int failed = 0;
-#pragma omp parallel num_threads(threads) reduction(| : failed)
+#pragma omp parallel num_threads(threads)
     {
 #ifdef __AVX512F__
         /* d <= 16: each creator's sums in a whole aligned register-sized row, its count apart, so that a user's
-         * load sees the last user's store of the same creator (a masked store of d + 1 floats stalls it). */
-        float *pad = d <= 16 ? aligned_alloc(64, (size_t)(n * 16 + n) * sizeof(float)) : NULL;
-        failed |= d <= 16 && !pad;
+         * load sees the last user's store of the same creator (a masked store of d + 1 floats stalls it); without
+         * the buffer (out of memory), the rows of acc as they are. */
+        size_t bytes = ((size_t)(n * 16 + n) * sizeof(float) + 63) / 64 * 64; /* (a multiple of the alignment) */
+        float *pad = d <= 16 ? aligned_alloc(64, bytes) : NULL;
 #endif
 #pragma omp for schedule(static)
         for (int64_t r = 0; r < R; ++r) {
@@ -194,7 +203,6 @@ int creator_sums(int64_t R, int64_t m, int64_t n, int64_t d, const float *users,
         free(pad);
 #endif
     }
-    return failed ? -1 : 0;
 }
 
 /* creators, out: R x n x d; acc: R x n x (d + 1) as creator_sums writes it; eta: R rates. */
@@ -222,10 +230,10 @@ void anchor_cosines(int64_t R, int64_t m, int64_t n, int64_t d, const float *use
     for (int64_t r = 0; r < R; ++r) {
         const float *v0 = creators + r * n * d;
         float low = INFINITY;
-        for (int64_t j = 0; j < m; ++j) low = fminf(low, fabsf(dot(users + (r * m + j) * d, v0, d)));
+        for (int64_t j = 0; j < m; ++j) low = least_abs(low, dot(users + (r * m + j) * d, v0, d));
         near_u[r] = low;
         low = INFINITY;
-        for (int64_t i = 0; i < n; ++i) low = fminf(low, fabsf(dot(creators + (r * n + i) * d, v0, d)));
+        for (int64_t i = 0; i < n; ++i) low = least_abs(low, dot(creators + (r * n + i) * d, v0, d));
         near_c[r] = low;
     }
 }

@@ -32,7 +32,7 @@ def _kernels() -> tuple[ctypes._CFuncPtr, ...] | None:
     """``move_users``, ``creator_sums``, ``move_creators`` and ``anchor_cosines`` of ``update.c``, or None."""
     kernels = (
         _function("move_users", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT, PTR, PTR, INT),
-        _function("creator_sums", I64, I64, I64, I64, PTR, PTR, PTR, INT, PTR, INT, restype=INT),
+        _function("creator_sums", I64, I64, I64, I64, PTR, PTR, PTR, INT, PTR, INT),
         _function("move_creators", I64, I64, I64, PTR, PTR, PTR, PTR, INT),
         _function("anchor_cosines", I64, I64, I64, I64, PTR, PTR, PTR, PTR, INT),
     )
@@ -53,6 +53,16 @@ def _threads(replicas: int) -> int:
     return native.threads(replicas, MIN_REPLICAS_PER_THREAD)
 
 
+def _checked(chosen: Tensor, n: int) -> Tensor:
+    """``chosen`` as contiguous int64, refused unless every index lies in ``[0, n)`` (the kernel reads there)."""
+    chosen = chosen.to(torch.int64).contiguous()
+    if chosen.numel():
+        low, high = torch.aminmax(chosen)
+        if int(low) < 0 or int(high) >= n:
+            raise IndexError(f"chosen creators must lie in [0, {n}), got {int(low)}..{int(high)}")
+    return chosen
+
+
 def move_users(users: Tensor, creators: Tensor, chosen: Tensor, eta: Tensor, f: str) -> tuple[Tensor, Tensor]:
     """``P(u_j + eta f(s_ij) v_i)`` for each user ``j`` and the creator ``i`` it was shown.
 
@@ -67,7 +77,7 @@ def move_users(users: Tensor, creators: Tensor, chosen: Tensor, eta: Tensor, f: 
         The ``(R, m, d)`` new users and the ``(R, m)`` scores ``s_ij`` of the shown creators.
     """
     (R, m, d), n = users.shape, creators.shape[1]
-    u, v, c = users.contiguous(), creators.contiguous(), chosen.contiguous()
+    u, v, c = users.contiguous(), creators.contiguous(), _checked(chosen, n)
     out, s = torch.empty_like(u), torch.empty(R, m, dtype=torch.float32)
     rates = _rates(eta)
     _kernels()[0](R, m, n, d, u.data_ptr(), v.data_ptr(), c.data_ptr(), rates.data_ptr(), IMPACTS[f],
@@ -90,12 +100,10 @@ def creator_sums(users: Tensor, s: Tensor, chosen: Tensor, n: int, g: str) -> Te
         ``(R, n, d + 1)`` float32: the sums, then the audience's size.
     """
     R, m, d = users.shape
-    u, ss, c = users.contiguous(), s.contiguous(), chosen.contiguous()
+    u, ss, c = users.contiguous(), s.contiguous(), _checked(chosen, n)
     acc = torch.empty(R, n, d + 1, dtype=torch.float32)
-    code = _kernels()[1](R, m, n, d, u.data_ptr(), ss.data_ptr(), c.data_ptr(), IMPACTS[g], acc.data_ptr(),
-                         _threads(R))  # fmt: skip
-    if code:
-        raise MemoryError("creator_sums: out of memory for a row buffer")
+    _kernels()[1](R, m, n, d, u.data_ptr(), ss.data_ptr(), c.data_ptr(), IMPACTS[g], acc.data_ptr(),
+                  _threads(R))  # fmt: skip
     return acc
 
 

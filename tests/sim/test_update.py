@@ -117,3 +117,21 @@ def test_anchor_cosines_and_the_polarization_check(gen):
             plain = measures.is_polarized(users, creators, radius)
         assert torch.equal(compiled, plain), radius
     assert bool(measures.is_polarized(users, creators, 0.1)[:2].all())  # (the check can say yes)
+
+
+def test_nan_propagates_and_bad_choices_are_refused(gen):
+    """A NaN coordinate makes its vector NaN, as in torch (the engine's guard then names the step); the anchor
+    cosines keep a NaN; a creator index outside [0, n) is refused with an IndexError, not read."""
+    users, creators, chosen = world(gen, 2, 20, 6, 5)
+    users[0, 3, 2] = torch.nan
+    dyn = Dynamics(eta_u=0.1, eta_c=0.1).bind(2, 5, CPU, torch.float32)
+    new_u, new_v = dyn.update(users, creators, chosen)
+    assert bool(torch.isnan(new_u[0, 3]).all()) and bool(torch.isfinite(new_u[1]).all())
+    assert bool(torch.isnan(new_v[0, chosen[0, 3]]).all())  # its creator's audience holds the NaN user
+    near_u, near_c = native_update.anchor_cosines(users, creators)
+    assert bool(torch.isnan(near_u[0])) and bool(torch.isfinite(near_u[1]))
+    for bad in (-1, 6):
+        wrong = chosen.clone()
+        wrong[1, 0] = bad
+        with pytest.raises(IndexError, match=r"chosen creators must lie in \[0, 6\)"):
+            dyn.update(users, creators, wrong)
