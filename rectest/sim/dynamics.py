@@ -185,19 +185,19 @@ class BoundDynamics:
         if self.climbs is not None and gradient is None:
             raise ValueError("dynamics.creator_rule: the exposure and engagement rules need the gradient")
         if self.native:  # the same steps compiled (rectest/sim/update.c)
+            chosen = native_update.check_choices(chosen, n)  # (the kernels read the creators it names)
             new_users, s = native_update.move_users(users, creators, chosen, self.eta_u, self.impacts[0])
             if shards is None:
                 acc = native_update.creator_sums(users, s, chosen, n, self.impacts[1])  # (R, n, d + 1)
             else:
-                s = s.unsqueeze(-1)  # (R, m, 1)
-                acc = shards.pull(torch.cat([self.g(s) * users, torch.ones_like(s)], -1), chosen, n)
+                acc = shards.pull(self._terms(s.unsqueeze(-1), users), chosen, n)
             new_creators = native_update.move_creators(creators, acc, self.eta_c)  # (R, n, d)
         else:
             rows = (chosen + torch.arange(R, device=chosen.device).view(R, 1) * n).reshape(-1)  # (R m,)
             shown = creators.reshape(R * n, d).index_select(0, rows).view(R, m, d)  # (R, m, d) v_{i_j}
             s = (users * shown).sum(-1, keepdim=True)  # (R, m, 1) s_{i_j j}
             new_users = self._move_users(users, self.eta_u * self.f(s) * shown)  # (R, m, d)
-            terms = torch.cat([self.g(s) * users, torch.ones_like(s)], -1)  # (R, m, d + 1) g(s_ij) u_j and 1
+            terms = self._terms(s, users)  # (R, m, d + 1)
             acc = creator_sums(terms, chosen, n) if shards is None else shards.pull(terms, chosen, n)
             pull, count = acc[..., :d], acc[..., d:]  # (R, n, d) sum_{j in S_i} g(s_ij) u_j, (R, n, 1) |S_i|
             moved = normalize_((self.eta_c * pull).div_(count.clamp_min(1)).add_(creators))  # (R, n, d)
@@ -207,6 +207,10 @@ class BoundDynamics:
             climbed = torch.where(self.eta_c > 0, normalize(creators + self.eta_c * tangent), creators)
             new_creators = torch.where(self.climbs, climbed, new_creators)
         return new_users, new_creators
+
+    def _terms(self, s: Tensor, users: Tensor) -> Tensor:
+        """``(R, m, d + 1)`` each user's term of its creator's sums: ``g(s_ij) u_j`` and 1 (the audience's size)."""
+        return torch.cat([self.g(s) * users, torch.ones_like(s)], -1)
 
     def _move_users(self, users: Tensor, step: Tensor) -> Tensor:
         """``P(u + step)``, keeping the fixed dimensions (if any) frozen."""

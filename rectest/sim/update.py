@@ -53,8 +53,13 @@ def _threads(replicas: int) -> int:
     return native.threads(replicas, MIN_REPLICAS_PER_THREAD)
 
 
-def _checked(chosen: Tensor, n: int) -> Tensor:
-    """``chosen`` as contiguous int64, refused unless every index lies in ``[0, n)`` (the kernel reads there)."""
+def check_choices(chosen: Tensor, n: int) -> Tensor:
+    """``chosen`` as contiguous int64, refused unless every index lies in ``[0, n)``: the kernels read the
+    creators there. Callers check once a step, before :func:`move_users` and :func:`creator_sums`.
+
+    Raises:
+        IndexError: an index outside ``[0, n)``.
+    """
     chosen = chosen.to(torch.int64).contiguous()
     if chosen.numel():
         low, high = torch.aminmax(chosen)
@@ -69,7 +74,7 @@ def move_users(users: Tensor, creators: Tensor, chosen: Tensor, eta: Tensor, f: 
     Args:
         users: ``(R, m, d)`` float32 CPU unit vectors.
         creators: ``(R, n, d)`` float32 CPU unit vectors.
-        chosen: ``(R, m)`` int64 creators shown.
+        chosen: ``(R, m)`` int64 creators shown, in ``[0, n)`` (:func:`check_choices`).
         eta: ``(R, 1, 1)`` the users' rates.
         f: ``"sign"`` or ``"identity"``.
 
@@ -77,7 +82,7 @@ def move_users(users: Tensor, creators: Tensor, chosen: Tensor, eta: Tensor, f: 
         The ``(R, m, d)`` new users and the ``(R, m)`` scores ``s_ij`` of the shown creators.
     """
     (R, m, d), n = users.shape, creators.shape[1]
-    u, v, c = users.contiguous(), creators.contiguous(), _checked(chosen, n)
+    u, v, c = users.contiguous(), creators.contiguous(), chosen.contiguous()
     out, s = torch.empty_like(u), torch.empty(R, m, dtype=torch.float32)
     rates = _rates(eta)
     _kernels()[0](R, m, n, d, u.data_ptr(), v.data_ptr(), c.data_ptr(), rates.data_ptr(), IMPACTS[f],
@@ -92,7 +97,7 @@ def creator_sums(users: Tensor, s: Tensor, chosen: Tensor, n: int, g: str) -> Te
     Args:
         users: ``(R, m, d)`` float32 CPU users (time t).
         s: ``(R, m)`` float32 the scores of the shown creators.
-        chosen: ``(R, m)`` int64 creators shown.
+        chosen: ``(R, m)`` int64 creators shown, in ``[0, n)`` (:func:`check_choices`).
         n: creators per replica.
         g: ``"sign"`` or ``"identity"``.
 
@@ -100,7 +105,7 @@ def creator_sums(users: Tensor, s: Tensor, chosen: Tensor, n: int, g: str) -> Te
         ``(R, n, d + 1)`` float32: the sums, then the audience's size.
     """
     R, m, d = users.shape
-    u, ss, c = users.contiguous(), s.contiguous(), _checked(chosen, n)
+    u, ss, c = users.contiguous(), s.contiguous(), chosen.contiguous()
     acc = torch.empty(R, n, d + 1, dtype=torch.float32)
     _kernels()[1](R, m, n, d, u.data_ptr(), ss.data_ptr(), c.data_ptr(), IMPACTS[g], acc.data_ptr(),
                   _threads(R))  # fmt: skip
